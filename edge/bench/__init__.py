@@ -1,0 +1,1 @@
+"""``make bench``: speed and memory figures, each section against an in-process baseline."""

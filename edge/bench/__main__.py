@@ -1,0 +1,28 @@
+"""Run every benchmark section in turn and print its figures.
+
+Each section module exposes ``run(args) -> None`` and prints its own table.
+``python -m edge.bench [SECTION ...]`` runs the named sections only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SECTIONS: dict[str, str] = {
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edge.bench")
+    ap.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION")
+    args = ap.parse_args(argv)
+    for name in args.sections or list(SECTIONS):
+        print(f"\n== {name} ==", flush=True)
+        importlib.import_module(SECTIONS[name]).run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
