@@ -46,6 +46,13 @@ run: install testdata
 bench: install testdata
 	$(BIN)/python -m edge.bench
 
+# Coverage-guided fuzzing of the bundle verifier; atheris is installed only here.
+FUZZ_SECONDS ?= 60
+fuzz: install
+	$(BIN)/pip install --quiet -e '.[fuzz]'
+	mkdir -p $(CACHE)/fuzz/bundle
+	$(BIN)/python tests/fuzz/fuzz_bundle.py $(CACHE)/fuzz/bundle -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
+
 # --- model build (TensorFlow and friends live only in $(BUILD_VENV)) -------------
 $(BUILD_VENV)/.installed: models/requirements-build.txt
 	$(PY) -m venv $(BUILD_VENV)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +17,13 @@ from edge.errors import EdgeError
 
 # One line per command module; keep them light at import time.
 COMMAND_MODULES: tuple[str, ...] = (
+    "edge.watchlist.cli",
+    "edge.audit.cli",
+    "edge.delivery.cli",
+    "edge.perception.cli",
+    "edge.scenario.cli",
+    "edge.selftest",
+    "edge.runcli",
 )
 
 
@@ -34,11 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from edge.service import setup_logging
+
+    setup_logging(args.verbose)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -185,3 +185,12 @@ class AuditError(EdgeError):
     def __init__(self, message: str, index: int | None = None) -> None:
         super().__init__(message)
         self.index = index
+
+
+class AuditGuardError(AuditError):
+    """A value offered to the audit log looks like biometric data (template, crop, image)
+    and was refused; ``path`` names where in the record's data it was found."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(f"audit data at '{path}' refused: {message}")
+        self.path = path

@@ -11,6 +11,9 @@ import importlib
 import sys
 
 SECTIONS: dict[str, str] = {
+    "detector": "edge.bench.perception",
+    "bundle": "edge.bench.bundle",
+    "audit": "edge.bench.audit",
 }
 
 

@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Install the edge appliance firmware on Raspberry Pi OS Bookworm (arm64).
+#
+#   sudo deploy/install.sh                      # on the device, from a checkout
+#   sudo deploy/install.sh --provision DIR      # ... and copy keys/certs/config from DIR
+#   deploy/install.sh --root /mnt/rootfs        # lay the tree into an image or a test dir
+#
+# Idempotent: run it again after an update; existing config and keys are kept,
+# their modes and owners re-asserted. With --root DIR (or DESTDIR=DIR) nothing on
+# the running host is touched: no apt, no pip, no systemctl/udevadm on the host;
+# the service user is added to DIR/etc/passwd by systemd-sysusers --root, and the
+# steps that need the device itself are printed as "skipped (--root): ...".
+set -euo pipefail
+
+PROG=$(basename "$0")
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+ROOT=${DESTDIR:-}
+SRC=$(cd "$HERE/.." && pwd)
+PROVISION=""
+DO_APT=1
+DO_PIP=1
+DO_CORAL=1
+DO_ENABLE=1
+CORAL_KEY=""
+PYTHON=${PYTHON:-python3}
+
+APT_PACKAGES=(
+  python3 python3-venv python3-pip
+  python3-picamera2 python3-systemd python3-numpy python3-opencv python3-nacl
+  mosquitto-clients ca-certificates
+)
+CORAL_LIST_LINE="deb [signed-by=/usr/share/keyrings/coral-edgetpu-archive-keyring.gpg] https://packages.cloud.google.com/apt coral-edgetpu-stable main"
+CORAL_KEY_URL="https://packages.cloud.google.com/apt/doc/apt-key.gpg"
+
+usage() {
+  cat <<EOF
+usage: $PROG [--root DIR] [--source DIR] [--provision DIR] [--no-packages]
+             [--no-coral] [--coral-key FILE] [--no-enable] [--python PYTHON]
+
+  --root DIR       install into DIR instead of / (also: DESTDIR=DIR); host untouched
+  --source DIR     firmware checkout or unpacked package (default: $SRC)
+  --provision DIR  copy DIR/keys/* to /etc/edge/keys (0600, user edge) and
+                   DIR/{edge.toml,trust.json,order.json} to /etc/edge (0640)
+  --no-packages    skip apt-get and pip (packages already installed)
+  --no-apt         skip apt-get only (the .deb's postinst: apt resolved Depends)
+  --no-coral       skip Coral's apt repository and libedgetpu1-std (CPU only)
+  --coral-key FILE Coral apt signing key checked out of band (else fetched over HTTPS)
+  --no-enable      install the unit but do not enable it
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) ROOT=${2:?--root needs a directory}; shift 2 ;;
+    --root=*) ROOT=${1#--root=}; shift ;;
+    --source) SRC=${2:?--source needs a directory}; shift 2 ;;
+    --provision) PROVISION=${2:?--provision needs a directory}; shift 2 ;;
+    --no-packages) DO_APT=0; DO_PIP=0; shift ;;
+    --no-apt) DO_APT=0; shift ;;
+    --no-coral) DO_CORAL=0; shift ;;
+    --coral-key) CORAL_KEY=${2:?--coral-key needs a file}; shift 2 ;;
+    --no-enable) DO_ENABLE=0; shift ;;
+    --python) PYTHON=${2:?--python needs an interpreter}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+skip() { printf '%s: skipped (--root): %s\n' "$PROG" "$*"; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+if [ -n "$ROOT" ]; then
+  mkdir -p "$ROOT"
+  ROOT=$(cd "$ROOT" && pwd)
+  [ "$ROOT" != "/" ] || ROOT=""
+fi
+ROOTED=0
+[ -z "$ROOT" ] || ROOTED=1
+[ -d "$SRC/edge" ] || die "no firmware package at $SRC/edge (use --source)"
+if [ "$(id -u)" -ne 0 ]; then
+  die "run as root (file owners and modes are part of the install), e.g. sudo $0 $*"
+fi
+
+OPT=/opt/edge
+VENV=$OPT/venv
+MODELS=/usr/share/edge/models  # edge.perception.manifest.SYSTEM_MODELS_DIR
+# Run from the unpacked .deb (--source /opt/edge): files are dpkg's, only set up the rest.
+PACKAGED=0
+if [ "$(cd "$SRC" && pwd)" = "$OPT" ] && [ "$ROOTED" -eq 0 ]; then
+  PACKAGED=1
+fi
+
+# --- 1. distribution packages --------------------------------------------------
+install_packages() {
+  local pkgs=("${APT_PACKAGES[@]}")
+  if [ "$DO_CORAL" -eq 1 ]; then
+    pkgs+=(libedgetpu1-std)
+  fi
+  if [ "$ROOTED" -eq 1 ]; then
+    skip "Coral apt source /etc/apt/sources.list.d/coral-edgetpu.list and its key"
+    skip "apt-get install ${pkgs[*]}"
+    return
+  fi
+  if [ "$DO_APT" -eq 0 ]; then
+    say "apt-get skipped (--no-packages/--no-apt)"
+    return
+  fi
+  if [ "$DO_CORAL" -eq 1 ]; then
+    add_coral_repo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
+  if [ "$DO_CORAL" -eq 1 ] && ! apt-get install -y -qq --no-install-recommends libedgetpu1-std; then
+    # Not fatal: the firmware falls back to the int8 CPU models and says so;
+    # `edge selftest` reports the accelerator check as failed with the fix.
+    say "WARNING: libedgetpu1-std did not install; the device will run on the CPU"
+  fi
+}
+
+add_coral_repo() {
+  local keyring=/usr/share/keyrings/coral-edgetpu-archive-keyring.gpg
+  local list=/etc/apt/sources.list.d/coral-edgetpu.list
+  if [ ! -s "$keyring" ]; then
+    if [ -n "$CORAL_KEY" ]; then
+      gpg --dearmor <"$CORAL_KEY" >"$keyring.tmp"
+    else
+      # Trust on first use over HTTPS; pass --coral-key to use a key checked elsewhere.
+      command -v curl >/dev/null || apt-get install -y -qq --no-install-recommends curl gnupg
+      curl -fsSL "$CORAL_KEY_URL" | gpg --dearmor >"$keyring.tmp"
+    fi
+    chmod 0644 "$keyring.tmp"
+    mv -f "$keyring.tmp" "$keyring"
+  fi
+  printf '%s\n' "$CORAL_LIST_LINE" >"$list.tmp"
+  chmod 0644 "$list.tmp"
+  mv -f "$list.tmp" "$list"
+}
+
+# --- 2. service user (systemd-sysusers works on a --root tree as well) -------------
+create_user() {
+  if [ "$PACKAGED" -eq 0 ]; then
+    install -D -m 0644 -o 0 -g 0 "$SRC/deploy/systemd/edge.sysusers" "$ROOT/usr/lib/sysusers.d/edge.conf"
+  fi
+  mkdir -p "$ROOT/etc"
+  if [ "$ROOTED" -eq 1 ]; then
+    systemd-sysusers --root="$ROOT" "$ROOT/usr/lib/sysusers.d/edge.conf" >/dev/null
+  else
+    systemd-sysusers /usr/lib/sysusers.d/edge.conf >/dev/null
+  fi
+  EDGE_UID=$(awk -F: '$1 == "edge" { print $3 }' "$ROOT/etc/passwd")
+  EDGE_GID=$(awk -F: '$1 == "edge" { print $4 }' "$ROOT/etc/passwd")
+  if [ -z "$EDGE_UID" ] || [ -z "$EDGE_GID" ]; then
+    die "user edge missing from $ROOT/etc/passwd"
+  fi
+  say "service user edge: uid $EDGE_UID gid $EDGE_GID (groups video, plugdev)"
+}
+
+# --- 3. firmware, models, venv ------------------------------------------------------
+copy_tree() { # copy_tree SRC_PARENT NAME DEST_DIR: replace DEST_DIR/NAME atomically-ish
+  local parent=$1 name=$2 dest=$3
+  mkdir -p "$dest"
+  rm -rf "$dest/.$name.new"
+  mkdir -p "$dest/.$name.new"
+  tar -C "$parent" --exclude=__pycache__ --exclude='*.pyc' --owner=0 --group=0 \
+      --mode='u+rwX,go+rX,go-w' -cf - "$name" | tar -C "$dest/.$name.new" --no-same-owner -xf -
+  rm -rf "$dest/$name.old"
+  if [ -e "$dest/$name" ]; then mv "$dest/$name" "$dest/$name.old"; fi
+  mv "$dest/.$name.new/$name" "$dest/$name"
+  rm -rf "$dest/.$name.new" "$dest/$name.old"
+}
+
+install_firmware() {
+  if [ "$PACKAGED" -eq 0 ]; then
+    install -d -m 0755 -o 0 -g 0 "$ROOT$OPT" "$ROOT$OPT/app" "$ROOT$OPT/deploy" "$ROOT$MODELS"
+    copy_tree "$SRC" edge "$ROOT$OPT/app"
+    install -m 0644 -o 0 -g 0 "$SRC/README.md" "$ROOT$OPT/README.md"
+    install -m 0755 -o 0 -g 0 "$SRC/deploy/install.sh" "$ROOT$OPT/deploy/install.sh"
+    install -m 0644 -o 0 -g 0 "$SRC/deploy/requirements-device.txt" "$ROOT$OPT/deploy/requirements-device.txt"
+    copy_tree "$SRC/deploy" systemd "$ROOT$OPT/deploy"
+    copy_tree "$SRC/deploy" udev "$ROOT$OPT/deploy"
+    copy_tree "$SRC/deploy" config "$ROOT$OPT/deploy"
+    local f found=0
+    rm -f "$ROOT$MODELS"/*.tflite  # a model dropped from the manifest must not linger
+    for f in "$SRC"/models/manifest.json "$SRC"/models/*.tflite "$SRC"/models/*.md; do
+      [ -f "$f" ] || continue
+      install -m 0644 -o 0 -g 0 "$f" "$ROOT$MODELS/$(basename "$f")"
+      found=1
+    done
+    [ "$found" -eq 1 ] || say "WARNING: no models in $SRC/models (run make models); selftest will fail"
+  fi
+  if [ ! -f "$ROOT$VENV/pyvenv.cfg" ]; then
+    if [ "$ROOTED" -eq 1 ]; then
+      "$PYTHON" -m venv --system-site-packages --without-pip "$ROOT$VENV"
+    else
+      "$PYTHON" -m venv --system-site-packages "$ROOT$VENV"
+    fi
+  fi
+  local purelib
+  purelib=$("$ROOT$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  # The venv python reports its own prefix; map it back into the tree.
+  purelib=$ROOT$VENV/${purelib#*"$VENV"/}
+  mkdir -p "$purelib"
+  printf '%s\n' "$OPT/app" >"$purelib/edge-app.pth"
+  # pip's console-script shim, written by hand so the firmware needs no build step.
+  cat >"$ROOT$VENV/bin/edge.tmp" <<EOF
+#!$VENV/bin/python
+import sys
+
+from edge.cli import main
+
+sys.exit(main())
+EOF
+  chmod 0755 "$ROOT$VENV/bin/edge.tmp"
+  mv -f "$ROOT$VENV/bin/edge.tmp" "$ROOT$VENV/bin/edge"
+  chown -R 0:0 "$ROOT$VENV"
+  if [ "$ROOTED" -eq 1 ]; then
+    skip "pip install -r $OPT/deploy/requirements-device.txt into $VENV"
+  elif [ "$DO_PIP" -eq 1 ]; then
+    local constraints
+    constraints=$(mktemp)
+    # Keep the distribution's numpy: picamera2 and python3-opencv are built against it.
+    "$VENV/bin/python" -c 'import numpy; print("numpy==" + numpy.__version__)' >"$constraints"
+    "$VENV/bin/pip" install --quiet -c "$constraints" -r "$OPT/deploy/requirements-device.txt"
+    rm -f "$constraints"
+  fi
+}
+
+# --- 4. /etc/edge and /var/lib/edge ------------------------------------------------
+install_config() {
+  install -d -m 0750 -o 0 -g "$EDGE_GID" "$ROOT/etc/edge"
+  install -d -m 0700 -o "$EDGE_UID" -g "$EDGE_GID" "$ROOT/etc/edge/keys"
+  install -d -m 0750 -o "$EDGE_UID" -g "$EDGE_GID" "$ROOT/var/lib/edge"
+  if [ "$PACKAGED" -eq 0 ]; then  # the .deb ships it as a conffile
+    install -m 0640 -o 0 -g "$EDGE_GID" "$SRC/deploy/config/edge.toml.example" "$ROOT/etc/edge/edge.toml.example"
+  fi
+  if [ -n "$PROVISION" ]; then
+    [ -d "$PROVISION" ] || die "--provision $PROVISION is not a directory"
+    local f
+    for f in edge.toml trust.json order.json; do
+      if [ -f "$PROVISION/$f" ]; then
+        install -m 0640 -o 0 -g "$EDGE_GID" "$PROVISION/$f" "$ROOT/etc/edge/$f"
+      fi
+    done
+    if [ -d "$PROVISION/keys" ]; then
+      for f in "$PROVISION"/keys/*; do
+        [ -f "$f" ] || continue
+        install -m 0600 -o "$EDGE_UID" -g "$EDGE_GID" "$f" "$ROOT/etc/edge/keys/$(basename "$f")"
+      done
+    fi
+  fi
+  if [ ! -e "$ROOT/etc/edge/edge.toml" ]; then
+    install -m 0640 -o 0 -g "$EDGE_GID" "$SRC/deploy/config/edge.toml.example" "$ROOT/etc/edge/edge.toml"
+    say "wrote /etc/edge/edge.toml from the example: set [device] and [broker] before starting"
+  fi
+  # Re-assert modes on every run: a key copied in by hand must not stay world-readable.
+  find "$ROOT/etc/edge/keys" -mindepth 1 -maxdepth 1 -type f \
+    -exec chown "$EDGE_UID:$EDGE_GID" {} + -exec chmod 0600 {} +
+  find "$ROOT/etc/edge" -mindepth 1 -maxdepth 1 -type f -exec chown "0:$EDGE_GID" {} + \
+    -exec chmod 0640 {} +
+}
+
+# --- 5. udev rules and the unit ------------------------------------------------------
+install_system() {
+  if [ "$PACKAGED" -eq 0 ]; then
+    install -D -m 0644 -o 0 -g 0 "$SRC/deploy/udev/99-edge-coral.rules" "$ROOT/etc/udev/rules.d/99-edge-coral.rules"
+    install -D -m 0644 -o 0 -g 0 "$SRC/deploy/systemd/edge.service" "$ROOT/lib/systemd/system/edge.service"
+  fi
+  if [ "$ROOTED" -eq 1 ]; then
+    skip "udevadm control --reload; udevadm trigger"
+    if [ "$DO_ENABLE" -eq 1 ]; then
+      systemctl --root="$ROOT" enable edge.service 2>/dev/null
+    fi
+    return
+  fi
+  udevadm control --reload || true
+  udevadm trigger --subsystem-match=usb --subsystem-match=apex || true
+  systemctl daemon-reload
+  if [ "$DO_ENABLE" -eq 1 ]; then
+    systemctl enable edge.service
+  fi
+}
+
+install_packages
+create_user
+install_firmware
+install_config
+install_system
+say "done. Next: provision keys (--provision DIR), edit /etc/edge/edge.toml, then"
+say "  sudo -u edge $VENV/bin/edge selftest --config /etc/edge/edge.toml && sudo systemctl start edge"

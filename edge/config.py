@@ -1,0 +1,206 @@
+"""The device configuration (``/etc/edge/edge.toml``), validated once at start.
+
+Every component receives only its own section. Relative paths are resolved
+against the config file's folder, so a config and its keys can travel together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edge.configschema import build
+from edge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    camera_id: str
+    site: str
+    fleet_id: str = "default"
+
+    def validate(self, prefix: str) -> None:
+        for name in ("id", "camera_id"):
+            value = getattr(self, name)
+            if not value or "/" in value or "+" in value or "#" in value:
+                raise ConfigError(f"{prefix}.{name}", "must be non-empty and free of '/', '+', '#'")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    # file: a video file; stream: an RTSP URL or V4L2 device; folder: images;
+    # picamera: the Pi camera (target = camera number); scenario: a ground truth
+    # JSON written by `edge scenario`, re-rendered frame by frame.
+    kind: Literal["scenario", "file", "stream", "folder", "picamera"] = "picamera"
+    target: str = ""
+    fps: float | None = None
+    realtime: bool = True  # pace files and scenarios at their frame rate
+    queue: int = 2  # frames buffered between capture and inference; the oldest is dropped
+
+    def validate(self, prefix: str) -> None:
+        if self.kind != "picamera" and not self.target:
+            raise ConfigError(f"{prefix}.target", f"is required for kind = '{self.kind}'")
+        if self.fps is not None and self.fps <= 0:
+            raise ConfigError(f"{prefix}.fps", "must be > 0")
+        if self.queue < 1:
+            raise ConfigError(f"{prefix}.queue", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    dir: Path | None = None  # default: the models shipped with the firmware
+    detector: Literal["blazeface_full_range", "blazeface_short_range"] = "blazeface_full_range"
+    detector_variant: Literal["auto", "float32", "fp16", "int8"] = "auto"
+    embedder_variant: Literal["auto", "float32", "int8"] = "auto"
+    edgetpu: bool = True  # try libedgetpu when it loads
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    roi: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1; None = whole frame
+    tile: int = 384
+    overlap: float = 0.25
+    score_threshold: float = 0.5
+    motion: bool = True
+    motion_threshold: float = 0.004  # share of changed pixels that wakes a tile
+    min_face_px: int = 24
+
+    def validate(self, prefix: str) -> None:
+        if not 0.0 <= self.overlap < 0.9:
+            raise ConfigError(f"{prefix}.overlap", "must be in [0, 0.9)")
+        if self.tile < 64:
+            raise ConfigError(f"{prefix}.tile", "must be >= 64 pixels")
+        if self.roi is not None and (self.roi[2] <= self.roi[0] or self.roi[3] <= self.roi[1]):
+            raise ConfigError(f"{prefix}.roi", "must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    iou: float = 0.3
+    max_missed: int = 8
+    embed_every: int = 3  # frames between embeddings of one track
+    max_embeds: int = 8  # per track
+    min_quality: float = 0.3
+    k: int = 2  # consistent matches ...
+    n: int = 4  # ... out of the last n embeddings
+    cooldown_s: float = 30.0  # per subject
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    # None: the bundle's threshold. A value may only raise it, never lower it.
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    trust_file: Path = Path("/etc/edge/trust.json")
+    device_key: Path = Path("/etc/edge/keys/device.x25519")
+    signing_key: Path | None = None  # device Ed25519 key (audit checkpoints)
+    order_file: Path = Path("/etc/edge/order.json")
+    bundle_file: Path | None = None  # initial bundle to install if none active
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: Path = Path("/var/lib/edge")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8883
+    tls: bool = True
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    topic_prefix: str | None = None  # default edge/<device id>
+    keepalive: int = 30
+    client_id: str | None = None
+
+    def validate(self, prefix: str) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"{prefix}.port", "must be 1..65535")
+        if self.tls and (self.ca is None or self.cert is None or self.key is None):
+            raise ConfigError(f"{prefix}.ca", "tls = true needs ca, cert and key (or set tls = false)")
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_events: int = 10000
+    max_bytes: int = 256 * 1024 * 1024
+    drain_timeout_s: float = 10.0  # on SIGTERM, how long to try to flush before exiting
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    include_crop: bool = True
+    crop_quality: int = 85
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    interval_s: float = 60.0
+    status_interval_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig
+    source: SourceConfig = field(default_factory=SourceConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.broker.topic_prefix or f"edge/{self.device.id}"
+
+
+def _resolve_paths(obj: Any, base: Path) -> Any:
+    """Resolve relative Path fields against ``base`` (the config file's folder)."""
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return obj
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Path) and not value.is_absolute():
+            changes[f.name] = base / value
+        elif dataclasses.is_dataclass(value):
+            changes[f.name] = _resolve_paths(value, base)
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+def parse(table: dict[str, Any], base: Path | None = None) -> Config:
+    cfg = build(Config, table)
+    if base is None:
+        return cfg
+    cfg = _resolve_paths(cfg, base)
+    src = cfg.source
+    if src.kind in ("file", "folder", "scenario") and not Path(src.target).is_absolute():
+        cfg = dataclasses.replace(cfg, source=dataclasses.replace(src, target=str(base / src.target)))
+    return cfg
+
+
+def load(path: Path) -> Config:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError("<file>", f"cannot read {path}: {e.strerror}; pass --config PATH") from e
+    try:
+        table = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("<file>", f"{path} is not valid TOML: {e}") from e
+    return parse(table, path.resolve().parent)

@@ -1,0 +1,1 @@
+"""Delivery: the durable outbox, the MQTT link and the ``edge alerts`` consumer tool."""

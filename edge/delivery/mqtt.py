@@ -1,0 +1,546 @@
+"""The MQTT link: paho-mqtt 2.x (MQTT v5, TLS client certificates) on one thread.
+
+Every paho call happens on the link's own thread, which runs paho's external
+event loop (``loop_read``/``loop_write``/``loop_misc`` around our own
+``select``). Other threads never touch the client: they write to the durable
+outbox, or hand commands through a queue, and wake the thread through a
+socket pair, so an alert is published without waiting for a poll interval.
+
+Delivery is at least once. After every (re)connect the pending outbox events
+are published in insertion order; an event leaves the outbox only on a PUBACK
+with a success reason code. A failure reason code (e.g. 0x87 not authorised)
+keeps the event, is counted and logged as an error, and the event is retried
+after ``refused_retry_s`` and after each reconnect. Each connection uses a
+fresh paho client with a clean start, so paho never replays its own in-flight
+copies on top of ours.
+
+The retained ``<prefix>/status`` is republished on every connect; its Last
+Will, and the last message of a clean ``close``, say ``offline``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import random
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.delivery.outbox import Outbox, OutboxStats
+from edge.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+StatusDict = dict[str, Any]
+MessageHandler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """The broker section; field names follow ``[broker]`` in the device config."""
+
+    device_id: str
+    host: str = "127.0.0.1"
+    port: int = 8883
+    tls: bool = True
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    topic_prefix: str | None = None  # default edge/<device_id>
+    keepalive: int = 30
+    client_id: str | None = None
+    connect_timeout_s: float = 5.0
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 60.0
+    max_inflight: int = 20
+    refused_retry_s: float = 60.0
+    stats_interval_s: float = 60.0
+    stats_qos: int = 0
+    subscriptions: tuple[str, ...] = ("bundle", "review")
+
+    @classmethod
+    def from_section(cls, device_id: str, section: Any, **tuning: Any) -> LinkConfig:
+        """From the ``[broker]`` config section (any object with the same field names)."""
+        names = ("host", "port", "tls", "ca", "cert", "key", "topic_prefix", "keepalive",
+                 "client_id")
+        return cls(device_id=device_id, **{n: getattr(section, n) for n in names}, **tuning)
+
+    @property
+    def prefix(self) -> str:
+        return (self.topic_prefix or f"edge/{self.device_id}").rstrip("/")
+
+    def topic(self, leaf: str) -> str:
+        return f"{self.prefix}/{leaf}"
+
+
+@dataclass(frozen=True)
+class LinkHealth:
+    """What the status topic and ``systemctl status`` say about delivery."""
+
+    state: str  # connected | connecting | backoff | stopped
+    connected: bool
+    connects: int
+    delivered: int
+    refused: int
+    last_refusal: str | None
+    last_error: str | None
+    inflight: int
+    outbox: OutboxStats
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "outbox"}
+        d["outbox"] = dict(self.outbox.__dict__)
+        return d
+
+
+@dataclass
+class _Conn:
+    """State of one connection attempt; replaced wholesale on reconnect."""
+
+    client: Any  # paho.mqtt.client.Client (paho ships no stubs)
+    connack_deadline: float
+    connected: bool = False
+    lost: bool = False
+    last_sent: int = 0
+    inflight: dict[int, int] = field(default_factory=dict)  # mid -> outbox id
+    why: str = ""
+    log_error: str = ""
+    closing_mid: int | None = None
+    closing_acked: bool = False
+
+
+def backoff_delay(attempt: int, low: float, high: float, u: float) -> float:
+    """Exponential backoff capped at ``high``, with "equal jitter" from ``u`` in [0, 1).
+
+    Half the delay is random so that devices cut off by the same broker outage
+    do not all come back in the same instant.
+    """
+    base = min(high, low * float(2 ** min(attempt, 30)))
+    return base * (0.5 + 0.5 * u)
+
+
+class MqttLink:
+    def __init__(
+        self,
+        config: LinkConfig,
+        outbox: Outbox,
+        on_message: MessageHandler | None = None,
+        stats_provider: Callable[[], dict[str, Any]] | None = None,
+        on_ack: Callable[[int], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if config.tls and (config.ca is None or config.cert is None or config.key is None):
+            raise BrokerError("TLS needs ca, cert and key paths (or tls = false)")
+        self.config = config
+        self.outbox = outbox
+        self._on_message = on_message
+        self._stats_provider = stats_provider
+        self._on_ack = on_ack
+        self._rng = rng or random.Random()
+        self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._status: StatusDict = {}
+        self._conn: _Conn | None = None
+        self._attempt = 0
+        self._next_attempt = 0.0
+        self._next_stats = 0.0
+        self._refused_ids: dict[int, float] = {}  # outbox id -> retry time
+        self._stopping = False
+        self._drain_deadline = 0.0
+        self._tick = time.monotonic()
+        self._state = "stopped"
+        self._connects = 0
+        self._delivered = 0
+        self._refused = 0
+        self._last_refusal: str | None = None
+        self._last_error: str | None = None
+
+    # --- API for other threads -------------------------------------------------------
+
+    def start(self) -> MqttLink:
+        if self._thread is not None:
+            return self
+        self._state = "connecting"
+        self._next_stats = time.monotonic() + self.config.stats_interval_s
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._thread.start()
+        return self
+
+    def publish_alert(self, payload: bytes) -> int:
+        """Persist an alert (raises OutboxFullError when full) and wake the link."""
+        event_id = self.outbox.put("alert", self.config.topic("alerts"), payload, 1)
+        self.wake()
+        assert event_id is not None  # only telemetry is ever dropped
+        return event_id
+
+    def publish_stats(self, stats: dict[str, Any]) -> int | None:
+        payload = json.dumps(stats, separators=(",", ":"), sort_keys=True).encode()
+        event_id = self.outbox.put("stats", self.config.topic("stats"), payload,
+                                   self.config.stats_qos)
+        self.wake()
+        return event_id
+
+    def set_status(self, status: StatusDict) -> None:
+        """Replace the retained status (the link adds availability and device id)."""
+        self._commands.put(("status", dict(status)))
+        self.wake()
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    def alive(self, max_silence_s: float = 10.0) -> bool:
+        """For the watchdog: the thread runs and its loop turned recently."""
+        t = self._thread
+        return t is not None and t.is_alive() and time.monotonic() - self._tick < max_silence_s
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.connected
+
+    def health(self) -> LinkHealth:
+        conn = self._conn
+        with self._lock:
+            return LinkHealth(
+                state=self._state,
+                connected=conn is not None and conn.connected,
+                connects=self._connects,
+                delivered=self._delivered,
+                refused=self._refused,
+                last_refusal=self._last_refusal,
+                last_error=self._last_error,
+                inflight=len(conn.inflight) if conn is not None else 0,
+                outbox=self.outbox.stats(),
+            )
+
+    def close(self, drain_timeout: float = 5.0) -> bool:
+        """Try to flush the outbox, publish ``offline``, disconnect; True if all was sent."""
+        t = self._thread
+        if t is None:
+            return self.outbox.pending(limit=1) == []
+        self._drain_deadline = time.monotonic() + drain_timeout
+        self._stopping = True
+        self.wake()
+        t.join(drain_timeout + self.config.connect_timeout_s + 5.0)
+        if t.is_alive():
+            log.error("mqtt link thread did not stop")
+            return False
+        self._thread = None
+        self._wake_r.close()
+        self._wake_w.close()
+        return self.outbox.pending(limit=1) == []
+
+    # --- the link thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._tick = now = time.monotonic()
+            try:
+                self._drain_commands()
+                if self._stopping and self._drain_done(now):
+                    break
+                conn = self._conn
+                if conn is None:
+                    if now >= self._next_attempt:
+                        self._connect(now)
+                    else:
+                        self._wait(min(1.0, self._next_attempt - now))
+                    continue
+                if conn.lost or (not conn.connected and now > conn.connack_deadline):
+                    self._drop("connection lost" if conn.lost else "no CONNACK in time")
+                    continue
+                if conn.connected:
+                    self._pump(conn, now)
+                    self._maybe_stats(now)
+                self._io(conn)
+            except Exception as e:  # the link must outlive any bug in one turn
+                log.exception("mqtt link: unexpected error; reconnecting")
+                self._last_error = f"{type(e).__name__}: {e}"
+                self._drop(self._last_error)
+        self._shutdown()
+
+    def _drain_done(self, now: float) -> bool:
+        if now >= self._drain_deadline:
+            return True
+        conn = self._conn
+        if conn is None or not conn.connected:
+            return self.outbox.pending(limit=1) == []
+        return not conn.inflight and not self.outbox.pending(after_id=conn.last_sent, limit=1)
+
+    def _wait(self, timeout: float) -> None:
+        r, _, _ = select.select([self._wake_r], [], [], max(0.0, timeout))
+        if r:
+            self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self._wake_r.recv(4096):
+                pass
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                name, arg = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if name == "status":
+                self._status = arg
+                conn = self._conn
+                if conn is not None and conn.connected:
+                    self._publish_status(conn, "online")
+
+    def _io(self, conn: _Conn) -> None:
+        client = conn.client
+        sock = client.socket()
+        if sock is None:
+            conn.lost = True
+            return
+        # TLS may hold decrypted bytes that select() cannot see.
+        buffered = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+        wlist = [sock] if client.want_write() else []
+        timeout = 0.0 if buffered else 1.0
+        r, w, _ = select.select([sock, self._wake_r], wlist, [], timeout)
+        if self._wake_r in r:
+            self._drain_wake()
+        if (sock in r or buffered) and client.loop_read() != 0:
+            conn.lost = True
+            return
+        if sock in w and client.socket() is not None and client.loop_write() != 0:
+            conn.lost = True
+            return
+        if client.socket() is None or client.loop_misc() != 0:
+            conn.lost = True
+
+    # --- connection -------------------------------------------------------------
+
+    def _connect(self, now: float) -> None:
+        from paho.mqtt import client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        cfg = self.config
+        self._state = "connecting"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id or f"edge-{cfg.device_id}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.connect_timeout = cfg.connect_timeout_s
+        client.enable_logger(logging.getLogger("edge.delivery.paho"))
+        client.max_inflight_messages_set(max(cfg.max_inflight, 1) + 2)
+        conn = _Conn(client=client, connack_deadline=now + cfg.connect_timeout_s)
+        client.on_connect = self._guard(self._on_connect, conn)
+        client.on_disconnect = self._guard(self._on_disconnect, conn)
+        client.on_publish = self._guard(self._on_publish, conn)
+        client.on_message = self._guard(self._on_message_cb, conn)
+        client.on_subscribe = self._guard(self._on_subscribe, conn)
+        client.on_log = self._guard(self._on_log, conn)
+        will = self._status_payload("offline", reason="connection lost")
+        client.will_set(cfg.topic("status"), will, qos=1, retain=True)
+        try:
+            if cfg.tls:
+                client.tls_set(
+                    ca_certs=str(cfg.ca), certfile=str(cfg.cert), keyfile=str(cfg.key),
+                    cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                )
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+            client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=True,
+                           properties=props)
+        except (OSError, ValueError, ssl.SSLError) as e:
+            self._last_error = f"connect to {cfg.host}:{cfg.port}: {e}"
+            log.warning("mqtt: %s", self._last_error)
+            self._schedule_retry(now)
+            return
+        self._conn = conn
+
+    def _schedule_retry(self, now: float) -> None:
+        cfg = self.config
+        delay = backoff_delay(self._attempt, cfg.backoff_min_s, cfg.backoff_max_s,
+                              self._rng.random())
+        self._attempt = min(self._attempt + 1, 30)
+        self._next_attempt = now + delay
+        self._state = "backoff"
+        log.info("mqtt: next connection attempt in %.2f s", delay)
+
+    def _drop(self, why: str) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            sock = conn.client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            if conn.connected:
+                log.warning("mqtt: disconnected (%s); %d events pending in the outbox",
+                            why, self.outbox.depth)
+            else:
+                detail = f": {conn.why}" if conn.why else ""
+                detail += f"; {conn.log_error}" if conn.log_error else ""
+                self._last_error = (f"{self.config.host}:{self.config.port} closed the"
+                                    f" connection before CONNACK ({why}{detail}); check TLS"
+                                    " certificates and broker logs")
+                log.warning("mqtt: %s", self._last_error)
+        self._schedule_retry(time.monotonic())
+
+    def _guard(self, fn: Callable[..., None], conn: _Conn) -> Callable[..., None]:
+        def wrapped(*args: Any) -> None:
+            try:
+                fn(conn, *args)
+            except Exception as e:
+                log.exception("mqtt: error in callback %s", fn.__name__)
+                self._last_error = f"{fn.__name__}: {type(e).__name__}: {e}"
+
+        return wrapped
+
+    # --- paho callbacks (run on the link thread, inside loop_read/loop_write) ----
+
+    def _on_connect(self, conn: _Conn, client: Any, _ud: Any, _flags: Any,
+                    reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self._last_error = f"broker refused the connection: {reason}"
+            log.error("mqtt: %s", self._last_error)
+            conn.lost = True
+            return
+        conn.connected = True
+        self._attempt = 0
+        with self._lock:
+            self._connects += 1
+            self._state = "connected"
+        log.info("mqtt: connected to %s:%d; %d events pending", self.config.host,
+                 self.config.port, self.outbox.depth)
+        self._publish_status(conn, "online")
+        topics = [(self.config.topic(leaf), 1) for leaf in self.config.subscriptions]
+        if topics:
+            client.subscribe(topics)
+        # A reconnect replays every pending event, refused ones included.
+        self._refused_ids.clear()
+
+    def _on_disconnect(self, conn: _Conn, _client: Any, _ud: Any, _flags: Any,
+                       reason: Any, _props: Any) -> None:
+        conn.lost = True
+        conn.why = str(reason)
+        if conn.connected:
+            self._last_error = f"disconnected: {reason}"
+
+    def _on_log(self, conn: _Conn, _client: Any, _ud: Any, level: int, text: str) -> None:
+        if level == 0x08:  # LogLevel.MQTT_LOG_ERR: e.g. the TLS alert that explains a refusal
+            conn.log_error = text
+
+    def _on_subscribe(self, _conn: _Conn, _client: Any, _ud: Any, _mid: int,
+                      reasons: Any, _props: Any) -> None:
+        for rc in reasons:
+            if rc.is_failure:
+                log.error("mqtt: subscription refused: %s", rc)
+
+    def _on_message_cb(self, _conn: _Conn, _client: Any, _ud: Any, msg: Any) -> None:
+        if self._on_message is not None:
+            self._on_message(str(msg.topic), bytes(msg.payload))
+
+    def _on_publish(self, conn: _Conn, _client: Any, _ud: Any, mid: int,
+                    reason: Any, _props: Any) -> None:
+        if mid == conn.closing_mid:
+            conn.closing_acked = True
+            return
+        event_id = conn.inflight.pop(mid, None)
+        if event_id is None:
+            return  # status or QoS 0 telemetry
+        if reason.is_failure:
+            with self._lock:
+                self._refused += 1
+                self._last_refusal = f"event {event_id}: {reason} (0x{reason.value:02x})"
+            log.error("mqtt: broker REFUSED outbox event %d: %s (0x%02x); kept in the outbox,"
+                      " %d refusals so far", event_id, reason, reason.value, self._refused)
+            self._refused_ids[event_id] = time.monotonic() + self.config.refused_retry_s
+            return
+        self.outbox.ack(event_id)
+        self._refused_ids.pop(event_id, None)
+        with self._lock:
+            self._delivered += 1
+        if self._on_ack is not None:
+            self._on_ack(event_id)
+
+    # --- publishing (link thread) ----------------------------------------------
+
+    def _pump(self, conn: _Conn, now: float) -> None:
+        room = self.config.max_inflight - len(conn.inflight)
+        if room <= 0:
+            return
+        due = [i for i, t in self._refused_ids.items() if t <= now]
+        for event_id in due[:room]:
+            del self._refused_ids[event_id]
+            ev = self.outbox.get(event_id)
+            if ev is not None:
+                self._send(conn, ev.id, ev.topic, ev.payload, ev.qos)
+                room -= 1
+        if room <= 0:
+            return
+        for ev in self.outbox.pending(after_id=conn.last_sent, limit=room):
+            conn.last_sent = ev.id
+            if ev.id in self._refused_ids:
+                continue  # waits for its retry time
+            if not self._send(conn, ev.id, ev.topic, ev.payload, ev.qos):
+                break
+
+    def _send(self, conn: _Conn, event_id: int, topic: str, payload: bytes, qos: int) -> bool:
+        info = conn.client.publish(topic, payload, qos=qos)
+        if info.rc != 0:
+            conn.lost = True
+            return False
+        if qos == 0:
+            self.outbox.ack(event_id)  # QoS 0 has no PUBACK: handed to the socket is all
+        else:
+            conn.inflight[info.mid] = event_id
+        return True
+
+    def _publish_status(self, conn: _Conn, availability: str, reason: str | None = None) -> int:
+        payload = self._status_payload(availability, reason)
+        info = conn.client.publish(self.config.topic("status"), payload, qos=1, retain=True)
+        return int(info.mid)
+
+    def _status_payload(self, availability: str, reason: str | None = None) -> bytes:
+        status: StatusDict = dict(self._status)
+        status["device_id"] = self.config.device_id
+        status["availability"] = availability
+        if reason is not None:
+            status["reason"] = reason
+        return json.dumps(status, separators=(",", ":"), sort_keys=True).encode()
+
+    def _maybe_stats(self, now: float) -> None:
+        if self._stats_provider is None or now < self._next_stats:
+            return
+        self._next_stats = now + self.config.stats_interval_s
+        self.publish_stats(self._stats_provider())
+
+    def _shutdown(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.connected and not conn.lost:
+            try:
+                conn.closing_mid = self._publish_status(conn, "offline", "shutdown")
+                deadline = time.monotonic() + 2.0
+                while not conn.closing_acked and not conn.lost and time.monotonic() < deadline:
+                    self._io(conn)
+                conn.client.disconnect()
+            except Exception:
+                log.exception("mqtt: error while disconnecting")
+        self._conn = None
+        with self._lock:
+            self._state = "stopped"
+        left = self.outbox.depth
+        if left:
+            log.warning("mqtt: stopped with %d events left in the outbox (sent after restart)",
+                        left)

@@ -1,0 +1,294 @@
+"""``edge run``: capture, inference and publishing on their own threads.
+
+Threads: capture (fills a 2-frame buffer that drops the oldest), processing
+(gate -> recognizer -> alerts into the outbox), the MQTT link (its own thread,
+owns paho), and this main thread, which supervises: order gate, bundle
+installs pushed over MQTT, status and stats, systemd watchdog pings, SIGTERM.
+Restarting a dead process is systemd's job; this loop only stops pinging.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from edge.alert import MatchFacts, alert_bytes, build_alert, encode_crop, iso_utc, uuid7
+from edge.config import Config
+from edge.decision import Decision
+from edge.errors import CameraError, EdgeError, OutboxFullError, SignedDocumentError
+from edge.recognizer import Evidence
+from edge.service import Notifier
+from edge.sources.base import Frame, ThreadedCapture
+from edge.wiring import Device, build_device
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Gate:
+    """Whether recognition may run now, and why not; written by the main thread."""
+
+    active: bool = False
+    reason: str = "starting"
+    suspended: str | None = None  # set by the false-alert monitor, never cleared silently
+
+
+@dataclass
+class RunStats:
+    started: float = field(default_factory=time.monotonic)
+    alerts: int = 0
+    alerts_refused: int = 0
+    bundle_pushes: int = 0
+    bundle_refusals: int = 0
+    last_bundle_error: str | None = None
+    processed_at: float = 0.0  # monotonic time of the last processed frame
+    fps: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(self, cfg: Config, *, clock: Callable[[], datetime] = utc_now,
+                 notifier: Notifier | None = None, device: Device | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.stop = threading.Event()
+        self.gate = Gate()
+        self.stats = RunStats()
+        self._device = device
+        self._bundles: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._sent_at: dict[int, float] = {}  # outbox id -> capture monotonic time
+        self._error: BaseException | None = None
+        self._source_done = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        dev = self._device or build_device(
+            self.cfg, self.clock, on_message=self._on_message, on_ack=self._on_ack)
+        self.dev = dev
+        dev.link.start()
+        self._refresh_gate()
+        self._publish_status()
+        self.notifier.ready(self._status_line())
+        log.info("ready: %s", self._status_line())
+        worker = threading.Thread(target=self._process, name="processing", daemon=True)
+        worker.start()
+        try:
+            self._supervise(worker)
+        finally:
+            self._shutdown(worker)
+        if isinstance(self._error, CameraError):
+            log.error("source failed: %s", self._error)
+            return 3
+        return 0 if self._error is None else 1
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: stopping", signum)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _supervise(self, worker: threading.Thread) -> None:
+        wd = self.notifier.watchdog_interval()
+        next_status = 0.0
+        next_stats = time.monotonic() + self.cfg.stats.interval_s
+        while not self.stop.is_set() and not self._source_done.is_set():
+            self.stop.wait(0.25 if wd is None else min(0.25, wd / 2))
+            now = time.monotonic()
+            self._install_pushed_bundles()
+            self._refresh_gate()
+            if now >= next_status:
+                self._publish_status()
+                self.notifier.status(self._status_line())
+                next_status = now + self.cfg.stats.status_interval_s
+            if now >= next_stats:
+                self.dev.link.publish_stats(self._stats_payload())
+                next_stats = now + self.cfg.stats.interval_s
+            # Ping only while frames flow and the MQTT thread turns: a wedged
+            # pipeline must let systemd's WatchdogSec restart us.
+            if worker.is_alive() and now - self.stats.processed_at < 10.0 and self.dev.link.alive():
+                self.notifier.watchdog()
+
+    def _shutdown(self, worker: threading.Thread) -> None:
+        self.notifier.stopping("draining outbox")
+        self.stop.set()
+        self.dev.capture.stop()
+        worker.join(10.0)
+        self.dev.recognizer.finish()
+        self.gate = Gate(False, "stopped")
+        self._publish_status()
+        drained = self.dev.link.close(drain_timeout=self.cfg.outbox.drain_timeout_s)
+        depth = self.dev.outbox.depth()
+        self.dev.close()
+        log.info("stopped; outbox %s (%d pending)", "drained" if drained else "NOT drained", depth)
+        self.notifier.close()
+
+    # --- processing thread ------------------------------------------------------------
+
+    def _process(self) -> None:
+        dev = self.dev
+        window: list[float] = []
+        try:
+            for frame in dev.capture.frames():
+                if self.stop.is_set():
+                    break
+                if self.gate.active and self.gate.suspended is None:
+                    for decision in dev.recognizer.process(frame):
+                        self._emit(frame, decision)
+                else:
+                    dev.recognizer.idle(frame)
+                now = time.monotonic()
+                self.stats.processed_at = now
+                window.append(now)
+                if len(window) > 30:
+                    del window[0]
+                if len(window) > 1:
+                    self.stats.fps = (len(window) - 1) / max(1e-6, window[-1] - window[0])
+        except EdgeError as e:
+            self._error = e
+            log.error("processing stopped: %s", e)
+        except Exception as e:  # a bug: stop pinging, let systemd restart us
+            self._error = e
+            log.exception("processing crashed")
+        finally:
+            self._source_done.set()
+
+    def _emit(self, frame: Frame, decision: Decision[Evidence]) -> None:
+        dev = self.dev
+        ev = decision.best.evidence
+        facts = MatchFacts(
+            captured_at=ev.captured_at, subject_ref=decision.subject, category=ev.category,
+            score=decision.best.score, margin=ev.margin, track_id=decision.track_id, box=ev.box,
+            quality=ev.quality, detection_score=ev.detection_score,
+            track_first_seen=ev.captured_at, hits=decision.hits, embeddings=decision.window)
+        crop = None
+        if self.cfg.alerts.include_crop:
+            h, w = ev.crop_source.shape[:2]
+            crop = encode_crop(ev.crop_source, (0.0, 0.0, float(w), float(h)), self.cfg.alerts.crop_quality)
+        prov = dev.provenance()
+        event_id = uuid7(self.clock())
+
+        def payload(seq: int) -> bytes:
+            return alert_bytes(build_alert(prov, facts, seq, event_id, crop))
+
+        try:
+            outbox_id, seq = dev.outbox.put_alert(dev.link.config.topic("alerts"), payload)
+        except OutboxFullError as e:
+            self.stats.alerts_refused += 1
+            log.critical("ALERT NOT QUEUED: %s", e)
+            return
+        self._sent_at[outbox_id] = frame.ts
+        dev.link.wake()
+        self.stats.alerts += 1
+        dev.audit_alert(str(event_id), seq, decision.subject)
+        log.warning("possible match %s seq=%d subject=%s score=%.3f track=%d", event_id, seq,
+                    decision.subject, decision.best.score, decision.track_id)
+
+    # --- MQTT callbacks (run on the link thread: hand off, never block) ----------------
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/bundle"):
+            self._bundles.put(payload)
+
+    def _on_ack(self, outbox_id: int) -> None:
+        t0 = self._sent_at.pop(outbox_id, None)
+        if t0 is not None:
+            self.stats.latencies_ms.append((time.monotonic() - t0) * 1000.0)
+
+    # --- main-thread duties ------------------------------------------------------------
+
+    def _install_pushed_bundles(self) -> None:
+        while True:
+            try:
+                data = self._bundles.get_nowait()
+            except queue.Empty:
+                return
+            self.stats.bundle_pushes += 1
+            try:
+                self.dev.install_bundle(data, self.clock())
+                self.stats.last_bundle_error = None
+                log.info("pushed bundle installed: %s", self.dev.bundle_summary())
+            except SignedDocumentError as e:
+                self.stats.bundle_refusals += 1
+                self.stats.last_bundle_error = f"{type(e).__name__}: {e}"
+                log.error("pushed bundle refused, keeping the active one: %s", self.stats.last_bundle_error)
+            except EdgeError as e:
+                self.stats.bundle_refusals += 1
+                self.stats.last_bundle_error = f"{type(e).__name__}: {e}"
+                log.error("pushed bundle not installed: %s", e)
+            self._publish_status()
+
+    def _refresh_gate(self) -> None:
+        active, reason = self.dev.recognition_allowed(self.clock())
+        if (active, reason) != (self.gate.active, self.gate.reason):
+            log.info("recognition %s: %s", "ACTIVE" if active else "off", reason)
+            self.dev.audit_gate(active, reason)
+        self.gate.active, self.gate.reason = active, reason
+
+    def _state(self) -> str:
+        if self.gate.suspended:
+            return "suspended"
+        return "recognising" if self.gate.active else "idle"
+
+    def _status_line(self) -> str:
+        return f"{self._state()}: {self.gate.reason}; {self.dev.bundle_summary()}; backend {self.dev.backend}"
+
+    def status_payload(self) -> dict[str, Any]:
+        dev = self.dev
+        health = dev.link.health()
+        return {
+            "state": self._state(),
+            "reason": self.gate.suspended or self.gate.reason,
+            "recognition_active": self.gate.active and self.gate.suspended is None,
+            "bundle": dev.bundle_status(),
+            "order": dev.order_status(),
+            "model": dev.model_status(),
+            "backend": dev.backend,
+            "fps": round(self.stats.fps, 2),
+            "frames_dropped": dev.capture.buffer.dropped,
+            "outbox": {"depth": health.outbox.depth, "fill": round(health.outbox.fill_ratio, 3),
+                       "warning": health.outbox.warning, "refused_alerts": health.outbox.refused_alerts},
+            "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
+            "last_bundle_error": self.stats.last_bundle_error,
+            "updated_at": iso_utc(self.clock()),
+        }
+
+    def _publish_status(self) -> None:
+        self.dev.link.set_status(self.status_payload())
+
+    def _stats_payload(self) -> dict[str, Any]:
+        return {
+            "schema": "edge.stats/1",
+            "device_id": self.cfg.device.id,
+            "camera_id": self.cfg.device.camera_id,
+            "at": iso_utc(self.clock()),
+            "counters": self.dev.recognizer.counters.as_dict(),
+            "frames_dropped": self.dev.capture.buffer.dropped,
+            "alerts": self.stats.alerts,
+            "alerts_refused": self.stats.alerts_refused,
+            "bundle_refusals": self.stats.bundle_refusals,
+            "fps": round(self.stats.fps, 2),
+        }
+
+
+def capture_for(source: Any, name: str, maxsize: int) -> ThreadedCapture:
+    return ThreadedCapture(lambda: iter(source), name=name, maxsize=maxsize)

@@ -1,0 +1,181 @@
+"""The frame-source port: what every camera, file or generator hands to the pipeline.
+
+Live sources (camera, stream) capture on their own thread into a small
+:class:`LatestFrames` buffer that drops the oldest frame when the consumer is
+slow; file-like sources can be paced to their nominal frame rate with
+:class:`Pacer`, which drops late frames instead of falling ever further behind.
+Both count what they drop, so the pipeline can report it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.perception.types import RGBImage
+
+GreyImage = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, eq=False)  # images are compared by identity, never by value
+class Frame:
+    """One captured frame.
+
+    ``captured_at`` is UTC wall time from the source's clock (or the file's timeline
+    offset from a configured start); ``ts`` is seconds on a monotonic clock of the
+    same source, for intervals. ``lores`` is an optional small grey image for the
+    motion gate (the camera's lores stream); when absent the gate derives its own.
+    """
+
+    index: int
+    captured_at: datetime
+    ts: float
+    image: RGBImage
+    lores: GreyImage | None = None
+
+
+class FrameSource(Protocol):
+    """Iterate frames until the source ends; ``dropped`` counts frames lost to a slow consumer."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Pacer:
+    """Releases frame *i* at ``start + i / fps`` and drops frames already a frame late.
+
+    Used to replay files and generated scenes at camera speed: a slow consumer then
+    loses frames (counted) as with a real camera instead of slowing the clock down.
+    ``clock``/``sleep`` are injectable so the policy is testable without waiting.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.period = 1.0 / fps
+        self._clock = clock
+        self._sleep = sleep
+        self._start: float | None = None
+
+    def admit(self, index: int) -> bool:
+        """Wait until frame ``index`` is due; False if it is already too late (drop it)."""
+        now = self._clock()
+        if self._start is None:
+            self._start = now - index * self.period
+        due = self._start + index * self.period
+        if now > due + self.period:
+            return False
+        if due > now:
+            self._sleep(due - now)
+        return True
+
+
+class LatestFrames:
+    """Bounded hand-off between a capture thread and the consumer.
+
+    ``put`` never blocks: when the buffer is full the oldest frame is discarded and
+    counted, so a slow consumer always gets the freshest frames and memory stays
+    bounded. ``get`` blocks until a frame, the end, or an error arrives.
+    """
+
+    def __init__(self, maxsize: int = 2) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self._frames: deque[Frame] = deque()
+        self._maxsize = maxsize
+        self._cond = threading.Condition()
+        self._ended = False
+        self._error: BaseException | None = None
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if len(self._frames) >= self._maxsize:
+                self._frames.popleft()
+                self.dropped += 1
+            self._frames.append(frame)
+            self._cond.notify()
+
+    def end(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._ended = True
+            self._error = error
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """Next frame, or None once the producer ended and the buffer is empty.
+
+        Re-raises the producer's error (after the frames captured before it).
+        """
+        with self._cond:
+            while not self._frames and not self._ended:
+                if not self._cond.wait(timeout):
+                    raise TimeoutError("no frame within timeout")
+            if self._frames:
+                return self._frames.popleft()
+            if self._error is not None:
+                raise self._error
+            return None
+
+
+class ThreadedCapture:
+    """Runs a blocking frame generator on a daemon thread feeding a :class:`LatestFrames`."""
+
+    def __init__(self, produce: Callable[[], Iterator[Frame]], name: str, maxsize: int = 2) -> None:
+        self.buffer = LatestFrames(maxsize)
+        self._produce = produce
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = False
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            for frame in self._produce():
+                if self._stop.is_set():
+                    break
+                self.buffer.put(frame)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            error = exc
+        finally:
+            self.buffer.end(error)
+
+    def frames(self) -> Iterator[Frame]:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        while True:
+            frame = self.buffer.get()
+            if frame is None:
+                return
+            yield frame
+
+    def stop(self, join_timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._started and threading.current_thread() is not self._thread:
+            self._thread.join(join_timeout)

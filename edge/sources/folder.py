@@ -1,0 +1,126 @@
+"""Image folder and in-memory sources: fixed frame rate, timeline from a start time."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+
+from edge.errors import CameraError
+from edge.perception.types import RGBImage
+from edge.sources.base import Frame, Pacer, utc_now
+from edge.sources.video import bgr_to_rgb
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def natural_key(path: Path) -> list[int | str]:
+    """``frame2.png`` before ``frame10.png``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower()
+            for part in re.split(r"(\d+)", path.name)]
+
+
+class _TimelineSource:
+    """Shared timeline logic: frame i is captured at ``start + i / fps``."""
+
+    def __init__(self, fps: float, start_time: datetime | None, realtime: bool,
+                 pacer: Pacer | None) -> None:
+        if fps <= 0:
+            raise CameraError(f"frame rate must be positive, got {fps}; fix: set the source fps")
+        self.fps = float(fps)
+        self.start_time = start_time or utc_now()
+        self._pacer = pacer or (Pacer(self.fps) if realtime else None)
+        self._dropped = 0
+        self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _timeline(self, count: int | None, render: Callable[[int], RGBImage | None]
+                  ) -> Iterator[Frame]:
+        index = 0
+        try:
+            while not self._closed and (count is None or index < count):
+                if self._pacer is not None and not self._pacer.admit(index):
+                    self._dropped += 1
+                    index += 1
+                    continue
+                image = render(index)
+                if image is not None:
+                    offset = index / self.fps
+                    yield Frame(index=index, ts=offset, image=image,
+                                captured_at=self.start_time + timedelta(seconds=offset))
+                index += 1
+        finally:
+            self.close()
+
+
+class ImageFolderSource(_TimelineSource):
+    """Images of a folder in natural order, played at a fixed frame rate.
+
+    An unreadable image is skipped, logged and counted in ``dropped``.
+    """
+
+    def __init__(self, folder: str | Path, *, fps: float = 15.0,
+                 start_time: datetime | None = None, realtime: bool = False,
+                 pacer: Pacer | None = None) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise CameraError(f"image folder {self.folder} does not exist; fix the source path")
+        self.paths = sorted((p for p in self.folder.iterdir()
+                             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                            key=natural_key)
+        if not self.paths:
+            raise CameraError(
+                f"image folder {self.folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                "; fix the source path"
+            )
+        super().__init__(fps, start_time, realtime, pacer)
+
+    def _read(self, index: int) -> RGBImage | None:
+        bgr = cv2.imread(str(self.paths[index]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            log.warning("skipping unreadable image %s", self.paths[index])
+            self._dropped += 1
+            return None
+        return bgr_to_rgb(bgr)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._timeline(len(self.paths), self._read)
+
+
+class RenderedSource(_TimelineSource):
+    """Frames produced by a function of the frame index (the scenario generator).
+
+    Nothing touches the disk: the scene is rendered as it is consumed.
+    """
+
+    def __init__(self, render: Callable[[int], RGBImage], count: int, *, fps: float,
+                 start_time: datetime | None = None, realtime: bool = False,
+                 pacer: Pacer | None = None) -> None:
+        super().__init__(fps, start_time, realtime, pacer)
+        self._render = render
+        self.count = count
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._timeline(self.count, self._render)
+
+
+def frames_of(images: Iterable[RGBImage], fps: float = 15.0,
+              start_time: datetime | None = None) -> Iterator[Frame]:
+    """Wrap plain images as frames on a fixed timeline (handy in tests and tools)."""
+    start = start_time or utc_now()
+    for index, image in enumerate(images):
+        offset = index / fps
+        yield Frame(index=index, captured_at=start + timedelta(seconds=offset), ts=offset,
+                    image=image)

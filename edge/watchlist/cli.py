@@ -1,0 +1,370 @@
+"""``edge keys|trust|bundle|order``: the central signing tools and device-side checks.
+
+Outputs are files; summaries go to stdout as JSON. No command ever prints a
+private key or a template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError, EnrolmentError
+from edge.watchlist import canonical, keys
+from edge.watchlist.bundle import Caps, DeviceIdentity
+from edge.watchlist.envelope import MAGIC, ORDER_TYPE, Envelope, decode
+
+BIG = 1 << 30
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    if getattr(args, "now", None):
+        return canonical.Fields({"now": args.now}, "--now", ).time("now")
+    return datetime.now(UTC)
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+
+def _sign_file(path: Path, key_paths: list[Path], out: Path | None) -> Envelope:
+    env = decode(path.read_bytes(), max_header=BIG, max_body=BIG)
+    for kp in key_paths:
+        env = env.sign(keys.load_signer(kp))
+    from edge.watchlist.state import atomic_write
+
+    atomic_write(out or path, env.encode(), mode=0o644)
+    return env
+
+
+# --- keys ------------------------------------------------------------------------
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    kind = keys.SIGNER if args.kind == "signer" else keys.DEVICE
+    pub = keys.generate(kind, args.name or args.out.stem, args.out)
+    _print(pub.to_json())
+    return 0
+
+
+def _keys_show(args: argparse.Namespace) -> int:
+    for kind in (keys.SIGNER, keys.DEVICE):
+        try:
+            _print(keys.load_public(args.file, kind).to_json())
+            return 0
+        except ConfigError:
+            continue
+    raise ConfigError(str(args.file), "not a key file")
+
+
+# --- trust -----------------------------------------------------------------------
+
+
+def _role_spec(text: str) -> tuple[str, list[str], int]:
+    """``ROLE=NAME[,NAME...][:THRESHOLD]``."""
+    try:
+        role, rest = text.split("=", 1)
+        names, _, threshold = rest.partition(":")
+        return role, names.split(","), int(threshold or 1)
+    except ValueError as exc:
+        raise ConfigError("--role", f"{text!r} is not ROLE=NAME[,NAME...][:THRESHOLD]") from exc
+
+
+def _trust_doc(args: argparse.Namespace, version: int) -> Envelope:
+    from edge.watchlist.trust import trust_document
+
+    pubs = [keys.load_public(p, keys.SIGNER) for p in args.key]
+    roles = {r: (names, t) for r, names, t in map(_role_spec, args.role)}
+    return trust_document(version, {p.name: p.public_key for p in pubs}, roles, _now(args))
+
+
+def _trust_init(args: argparse.Namespace) -> int:
+    from edge.watchlist.state import atomic_write
+    from edge.watchlist.trust import parse_trust
+
+    env = _trust_doc(args, 1)
+    parse_trust(env.encode())  # validate before anyone signs it
+    atomic_write(args.out, env.encode(), mode=0o644)
+    print(f"trust v1 written to {args.out}; sign it with `edge trust sign`", file=sys.stderr)
+    return 0
+
+
+def _trust_rotate(args: argparse.Namespace) -> int:
+    from edge.watchlist.state import atomic_write
+    from edge.watchlist.trust import parse_trust
+
+    current = parse_trust(args.current.read_bytes())
+    env = _trust_doc(args, current.version + 1)
+    parse_trust(env.encode())
+    atomic_write(args.out, env.encode(), mode=0o644)
+    print(f"trust v{current.version + 1} written to {args.out}; it needs signatures by "
+          f"v{current.version}'s trust keys and by its own", file=sys.stderr)
+    return 0
+
+
+def _trust_sign(args: argparse.Namespace) -> int:
+    env = _sign_file(args.file, args.key, args.out)
+    print(f"{len(env.signatures)} signature(s)", file=sys.stderr)
+    return 0
+
+
+def _trust_verify(args: argparse.Namespace) -> int:
+    from edge.watchlist.trust import load_pinned, rotate
+
+    root = load_pinned(args.current.read_bytes())
+    if args.new:
+        root = rotate(root, args.new.read_bytes())
+    _print({"version": root.version, "content_sha256": root.content_sha256,
+            "roles": {r: {"threshold": v.threshold,
+                          "keys": sorted(root.names[k] for k in v.keyids)}
+                      for r, v in root.roles.items()}})
+    return 0
+
+
+# --- bundle ----------------------------------------------------------------------
+
+
+def _recipients(specs: list[str]) -> dict[str, bytes]:
+    out = {}
+    for spec in specs:
+        device, sep, path = spec.partition("=")
+        if not sep:
+            raise ConfigError("--device", f"{spec!r} is not DEVICE_ID=PUBLIC_KEY_FILE")
+        out[device] = keys.load_public(Path(path), keys.DEVICE).public_key
+    return out
+
+
+def _bundle_build(args: argparse.Namespace) -> int:
+    from edge.perception.analyzer import FaceAnalyzer
+    from edge.perception.manifest import load_manifest
+    from edge.watchlist.bundle import build_bundle
+    from edge.watchlist.enrol import build_entries, read_rows
+    from edge.watchlist.model import embedder_ref, threshold_floor
+    from edge.watchlist.state import atomic_write
+
+    now = _now(args)
+    manifest = load_manifest(args.models_dir)
+    floor = threshold_floor(manifest)
+    if args.threshold < floor:
+        raise ConfigError("--threshold", f"{args.threshold} is below the model floor {floor}")
+    rows = read_rows(args.csv, now)
+    analyzer = FaceAnalyzer.from_models_dir(args.models_dir)
+    entries, rejected = build_entries(rows, args.images, analyzer, args.min_quality)
+    for r in rejected:
+        print(f"rejected {r.image} ({r.subject_ref}): {r.reason}", file=sys.stderr)
+    if rejected and not args.skip_rejected:
+        raise EnrolmentError(f"{len(rejected)} image(s) rejected; fix them or pass "
+                             f"--skip-rejected")
+    not_before = now
+    env = build_bundle(
+        bundle_id=args.bundle_id or f"{args.fleet}-v{args.version}",
+        version=args.version, issued_at=now, not_before=not_before,
+        expires_at=now + timedelta(days=args.valid_days), issuer=args.issuer,
+        fleet_id=args.fleet, recipients=_recipients(args.device), model=embedder_ref(manifest),
+        threshold=args.threshold, entries=entries,
+        caps=Caps(max(1, len(entries)), 16, 64 * 1024 * 1024),
+    )
+    atomic_write(args.out, env.encode(), mode=0o644)
+    _print({"out": str(args.out), "entries": len(entries),
+            "templates": sum(int(e.templates.shape[0]) for e in entries),
+            "rejected": len(rejected), "unsigned": True})
+    return 0
+
+
+def _bundle_sign(args: argparse.Namespace) -> int:
+    env = _sign_file(args.file, args.key, args.out)
+    _print({"signatures": [s.keyid.hex() for s in env.signatures],
+            "content_sha256": env.content_sha256()})
+    return 0
+
+
+def _device_context(args: argparse.Namespace) -> dict[str, Any]:
+    from edge.perception.manifest import load_manifest
+    from edge.watchlist.model import embedder_ref, threshold_floor
+    from edge.watchlist.trust import load_pinned
+
+    manifest = load_manifest(args.models_dir)
+    return {
+        "trust": load_pinned(args.trust.read_bytes()),
+        "device": DeviceIdentity(args.device_id, args.fleet),
+        "now": _now(args),
+        "expected_model": embedder_ref(manifest),
+        "threshold_floor": threshold_floor(manifest),
+        "device_key": keys.load_device_key(args.device_key),
+    }
+
+
+def _summary(vb: Any) -> dict[str, object]:
+    h = vb.header
+    return {"bundle_id": h.bundle_id, "version": h.version, "issued_at": h.issued_at,
+            "expires_at": h.expires_at, "entries": len(vb.entries),
+            "templates": int(vb.templates.shape[0]), "threshold": h.threshold,
+            "content_sha256": vb.content_sha256, "verified": True}
+
+
+def _bundle_verify(args: argparse.Namespace) -> int:
+    from edge.watchlist.state import BundleStore
+    from edge.watchlist.verify import verify_bundle
+
+    ctx = _device_context(args)
+    last = BundleStore(args.state_dir).state() if args.state_dir else None
+    trust, device, now = ctx.pop("trust"), ctx.pop("device"), ctx.pop("now")
+    vb = verify_bundle(args.file.read_bytes(), trust, device, now, last=last, **ctx)
+    _print(_summary(vb) | {"expired_entries": vb.expired_entries(now)})
+    return 0
+
+
+def _bundle_install(args: argparse.Namespace) -> int:
+    from edge.watchlist.state import BundleStore
+
+    ctx = _device_context(args)
+    trust, device, now = ctx.pop("trust"), ctx.pop("device"), ctx.pop("now")
+    vb = BundleStore(args.state_dir).install(args.file.read_bytes(), trust, device, now, **ctx)
+    _print(_summary(vb) | {"installed": True})
+    return 0
+
+
+def _bundle_inspect(args: argparse.Namespace) -> int:
+    from edge.watchlist.verify import inspect
+
+    _print(inspect(args.file.read_bytes()))
+    return 0
+
+
+# --- order -----------------------------------------------------------------------
+
+
+def _order_sign(args: argparse.Namespace) -> int:
+    from edge.watchlist.order import parse_order
+    from edge.watchlist.state import atomic_write
+
+    raw = args.file.read_bytes()
+    if raw.startswith(MAGIC):
+        env = decode(raw, max_header=BIG, max_body=0)
+    else:  # an order document in JSON: validate, canonicalise, then sign
+        order = parse_order(raw)
+        env = Envelope(ORDER_TYPE, canonical.dumps(order.to_json()), b"")
+    for kp in args.key:
+        env = env.sign(keys.load_signer(kp))
+    atomic_write(args.out, env.encode(), mode=0o644)
+    _print({"out": str(args.out), "signatures": [s.keyid.hex() for s in env.signatures]})
+    return 0
+
+
+def _order_verify(args: argparse.Namespace) -> int:
+    from edge.watchlist.order import verify_order
+    from edge.watchlist.trust import load_pinned
+
+    order = verify_order(args.file.read_bytes(), load_pinned(args.trust.read_bytes()),
+                         args.fleet)
+    out: dict[str, object] = {"order": order.to_json(), "content_sha256": order.content_sha256}
+    if args.device_id and args.camera_id:
+        status = order.check(_now(args), args.device_id, args.camera_id)
+        out["active"], out["reason"] = status.active, status.reason
+        _print(out)
+        return 0 if status.active else 3
+    _print(out)
+    return 0
+
+
+# --- registration ----------------------------------------------------------------
+
+
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust", type=Path, required=True, help="pinned root-of-trust file")
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--fleet", required=True)
+    p.add_argument("--device-key", type=Path, required=True, help="X25519 device key file")
+    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--now", help="RFC 3339 time instead of the clock (testing)")
+
+
+def register(subparsers: Any) -> None:
+    k = subparsers.add_parser("keys", help="generate and show signer and device keys")
+    ks = k.add_subparsers(dest="action", required=True)
+    p = ks.add_parser("generate", help="new Ed25519 signer or X25519 device key (0600)")
+    p.add_argument("--kind", choices=("signer", "device"), required=True)
+    p.add_argument("--name")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_keys_generate)
+    p = ks.add_parser("show", help="print the public half of a key file")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=_keys_show)
+
+    t = subparsers.add_parser("trust", help="root-of-trust files: init, rotate, sign, verify")
+    ts = t.add_subparsers(dest="action", required=True)
+    for name, func in (("init", _trust_init), ("rotate", _trust_rotate)):
+        p = ts.add_parser(name, help=f"{name} an (unsigned) trust document")
+        if name == "rotate":
+            p.add_argument("--current", type=Path, required=True)
+        p.add_argument("--key", type=Path, action="append", required=True,
+                       help="signer public key file (repeat)")
+        p.add_argument("--role", action="append", required=True,
+                       help="ROLE=NAME[,NAME...][:THRESHOLD] for trust, watchlist, order")
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--now")
+        p.set_defaults(func=func)
+    p = ts.add_parser("sign", help="add signatures to a trust file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path)
+    p.set_defaults(func=_trust_sign)
+    p = ts.add_parser("verify", help="check a pinned root, or a rotation from it")
+    p.add_argument("--current", type=Path, required=True)
+    p.add_argument("--new", type=Path)
+    p.set_defaults(func=_trust_verify)
+
+    b = subparsers.add_parser("bundle", help="watchlist bundles: build, sign, verify, inspect")
+    bs = b.add_subparsers(dest="action", required=True)
+    p = bs.add_parser("build", help="enrol images into an unsigned bundle")
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--device", action="append", required=True,
+                   help="DEVICE_ID=DEVICE_PUBLIC_KEY_FILE (repeat per target)")
+    p.add_argument("--fleet", required=True)
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--bundle-id")
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--valid-days", type=float, default=7.0)
+    p.add_argument("--min-quality", type=float, default=0.5)
+    p.add_argument("--skip-rejected", action="store_true",
+                   help="write the bundle without the rejected images")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--now")
+    p.set_defaults(func=_bundle_build)
+    p = bs.add_parser("sign", help="add signatures")
+    p.add_argument("file", type=Path)
+    p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path)
+    p.set_defaults(func=_bundle_sign)
+    for name, func in (("verify", _bundle_verify), ("install", _bundle_install)):
+        p = bs.add_parser(name, help=f"{name} as the device would")
+        p.add_argument("file", type=Path)
+        _device_args(p)
+        p.add_argument("--state-dir", type=Path, required=name == "install")
+        p.set_defaults(func=func)
+    p = bs.add_parser("inspect", help="header, counts and signers; never templates")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=_bundle_inspect)
+
+    o = subparsers.add_parser("order", help="deployment orders: sign, verify")
+    os_ = o.add_subparsers(dest="action", required=True)
+    p = os_.add_parser("sign", help="sign an order (JSON document or envelope)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_order_sign)
+    p = os_.add_parser("verify", help="verify; with --device-id/--camera-id also the window")
+    p.add_argument("file", type=Path)
+    p.add_argument("--trust", type=Path, required=True)
+    p.add_argument("--fleet", required=True)
+    p.add_argument("--device-id")
+    p.add_argument("--camera-id")
+    p.add_argument("--now")
+    p.set_defaults(func=_order_verify)

@@ -1,0 +1,143 @@
+"""Deployment orders: where, when and why a device may run recognition.
+
+An order is a signed envelope (payload type ``ORDER_TYPE``, empty body) that
+the ``order`` role of the trust root must sign. ``verify_order`` is pure; the
+pipeline calls ``DeploymentOrder.check(now, device_id, camera_id)`` before every
+frame batch and detects nothing while the answer is not active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from edge.errors import MalformedError, OrderError
+from edge.watchlist import canonical
+from edge.watchlist.envelope import ORDER_TYPE, Envelope, decode
+from edge.watchlist.trust import TrustRoot
+
+MAX_ORDER_HEADER = 64 * 1024
+MAX_RETENTION_DAYS = 31
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    active: bool
+    reason: str  # why not, or "active until ..."
+
+
+@dataclass(frozen=True)
+class DeploymentOrder:
+    order_id: str
+    issuer: str
+    issued_at: datetime
+    fleet_id: str
+    device_id: str
+    camera_ids: tuple[str, ...]
+    site: str
+    purpose: str
+    valid_from: datetime
+    valid_until: datetime
+    authorising_ref: str
+    dpia_ref: str
+    equality_impact_ref: str
+    rights_impact_ref: str
+    public_notice_ref: str
+    retention_days: int = MAX_RETENTION_DAYS
+    public_contact: str | None = None
+    false_alert_budget: int | None = None  # alerts per day above which operators are told
+    require_two_verifiers: bool = False
+    content_sha256: str = ""
+
+    def check(self, now: datetime, device_id: str, camera_id: str) -> OrderStatus:
+        if device_id != self.device_id:
+            return OrderStatus(False, f"order {self.order_id} is for device {self.device_id}")
+        if camera_id not in self.camera_ids:
+            return OrderStatus(False, f"order {self.order_id} does not cover camera {camera_id}")
+        if now < self.valid_from:
+            return OrderStatus(
+                False, f"order {self.order_id} valid from {canonical.format_time(self.valid_from)}"
+            )
+        if now >= self.valid_until:
+            return OrderStatus(
+                False, f"order {self.order_id} ended {canonical.format_time(self.valid_until)}"
+            )
+        return OrderStatus(True, f"active until {canonical.format_time(self.valid_until)}")
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "order_id": self.order_id,
+            "issuer": self.issuer,
+            "issued_at": canonical.format_time(self.issued_at),
+            "fleet_id": self.fleet_id,
+            "device_id": self.device_id,
+            "camera_ids": list(self.camera_ids),
+            "site": self.site,
+            "purpose": self.purpose,
+            "valid_from": canonical.format_time(self.valid_from),
+            "valid_until": canonical.format_time(self.valid_until),
+            "authorising_ref": self.authorising_ref,
+            "dpia_ref": self.dpia_ref,
+            "equality_impact_ref": self.equality_impact_ref,
+            "rights_impact_ref": self.rights_impact_ref,
+            "public_notice_ref": self.public_notice_ref,
+            "retention_days": self.retention_days,
+            "require_two_verifiers": self.require_two_verifiers,
+        }
+        if self.public_contact is not None:
+            out["public_contact"] = self.public_contact
+        if self.false_alert_budget is not None:
+            out["false_alert_budget"] = self.false_alert_budget
+        return out
+
+    def envelope(self) -> Envelope:
+        return Envelope(ORDER_TYPE, canonical.dumps(self.to_json()), b"")
+
+
+def parse_order(header: bytes, content_sha256: str = "") -> DeploymentOrder:
+    try:
+        f = canonical.Fields(canonical.loads_object(header, "order"), "order", OrderError)
+    except MalformedError as exc:
+        raise OrderError(str(exc)) from exc
+    order = DeploymentOrder(
+        order_id=f.text("order_id", max_len=256),
+        issuer=f.text("issuer", max_len=256),
+        issued_at=f.time("issued_at"),
+        fleet_id=f.text("fleet_id", max_len=256),
+        device_id=f.text("device_id", max_len=256),
+        camera_ids=f.strings("camera_ids", max_len=64),
+        site=f.text("site", max_len=512),
+        purpose=f.text("purpose", max_len=2048),
+        valid_from=f.time("valid_from"),
+        valid_until=f.time("valid_until"),
+        authorising_ref=f.text("authorising_ref", max_len=512),
+        dpia_ref=f.text("dpia_ref", max_len=512),
+        equality_impact_ref=f.text("equality_impact_ref", max_len=512),
+        rights_impact_ref=f.text("rights_impact_ref", max_len=512),
+        public_notice_ref=f.text("public_notice_ref", max_len=512),
+        retention_days=(
+            f.integer("retention_days", lo=0, hi=MAX_RETENTION_DAYS)
+            if f.has("retention_days") else MAX_RETENTION_DAYS
+        ),
+        public_contact=f.opt_text("public_contact", max_len=512),
+        false_alert_budget=(
+            f.integer("false_alert_budget", hi=10**6) if f.has("false_alert_budget") else None
+        ),
+        require_two_verifiers=f.flag("require_two_verifiers", False),
+        content_sha256=content_sha256,
+    )
+    if not order.camera_ids:
+        raise OrderError("order names no camera")
+    if not order.valid_from < order.valid_until:
+        raise OrderError("order valid_from must be earlier than valid_until")
+    return order
+
+
+def verify_order(data: bytes, trust: TrustRoot, fleet_id: str) -> DeploymentOrder:
+    """Signature, type and structure. The time window is ``check``'s job, with ``now``."""
+    env = decode(data, max_header=MAX_ORDER_HEADER, max_body=0, expect=ORDER_TYPE)
+    trust.verify(env, "order")
+    order = parse_order(env.header, env.content_sha256())
+    if order.fleet_id != fleet_id:
+        raise OrderError(f"order is for fleet {order.fleet_id!r}, not {fleet_id!r}")
+    return order

@@ -1,0 +1,208 @@
+"""Device state on disk: the active bundle and the record of what was accepted.
+
+Layout of the state directory::
+
+    state.json          version, issued_at, content hash, bundle file name and file hash
+    bundle-<sha>.bin    the active bundle, exactly as received
+
+``state.json`` is the single switch: it is replaced atomically only after the
+new bundle file is durable, and the old file is removed only after the switch.
+A crash at any point therefore leaves either the old or the new pair, and the
+recorded version always belongs to the file it names. Verification itself is
+pure (``verify.verify_bundle``); this class only stages, swaps and reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import nacl.public
+
+from edge.errors import MalformedError, StateError
+from edge.watchlist import canonical
+from edge.watchlist.bundle import (
+    DEFAULT_LIMITS,
+    DeviceIdentity,
+    Limits,
+    ModelRef,
+    StateRecord,
+    VerifiedBundle,
+)
+from edge.watchlist.trust import TrustRoot, rotate
+from edge.watchlist.verify import verify_bundle
+
+STATE_FILE = "state.json"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Temp file in the same directory, fsync, rename over ``path``, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class Installed:
+    record: StateRecord
+    file: str
+    file_sha256: str
+
+
+class BundleStore:
+    """Stage, verify, swap; the active bundle survives every failed or interrupted install."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+
+    def installed(self) -> Installed | None:
+        path = self.dir / STATE_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc}") from exc
+        try:
+            f = canonical.Fields(canonical.loads_object(raw, "device state"), "device state")
+            record = StateRecord(
+                version=f.integer("version"),
+                issued_at=f.time("issued_at"),
+                content_sha256=f.text("content_sha256"),
+                bundle_id=f.text("bundle_id"),
+            )
+            return Installed(record, f.text("file"), f.text("file_sha256"))
+        except MalformedError as exc:
+            raise StateError(f"{path} is corrupt: {exc}") from exc
+
+    def state(self) -> StateRecord | None:
+        inst = self.installed()
+        return inst.record if inst else None
+
+    def active_bytes(self) -> bytes | None:
+        """The active bundle's bytes, checked against the hash recorded with them."""
+        inst = self.installed()
+        if inst is None:
+            return None
+        path = self.dir / inst.file
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StateError(f"active bundle {path} unreadable: {exc}") from exc
+        if hashlib.sha256(data).hexdigest() != inst.file_sha256:
+            raise StateError(f"active bundle {path} does not match its recorded hash")
+        return data
+
+    def load_active(
+        self,
+        trust: TrustRoot,
+        device: DeviceIdentity,
+        now: datetime,
+        *,
+        expected_model: ModelRef,
+        threshold_floor: float,
+        device_key: nacl.public.PrivateKey,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> VerifiedBundle | None:
+        """Re-verify the active bundle at start-up (trust or model may have changed)."""
+        data = self.active_bytes()
+        if data is None:
+            return None
+        return verify_bundle(
+            data, trust, device, now, expected_model=expected_model,
+            threshold_floor=threshold_floor, last=self.state(), device_key=device_key,
+            limits=limits,
+        )
+
+    def install(
+        self,
+        data: bytes,
+        trust: TrustRoot,
+        device: DeviceIdentity,
+        now: datetime,
+        *,
+        expected_model: ModelRef,
+        threshold_floor: float,
+        device_key: nacl.public.PrivateKey,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> VerifiedBundle:
+        """Verify ``data`` against the recorded state and make it the active bundle."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        before = self.installed()
+        verified = verify_bundle(
+            data, trust, device, now, expected_model=expected_model,
+            threshold_floor=threshold_floor, last=before.record if before else None,
+            device_key=device_key, limits=limits,
+        )
+        if before and verified.content_sha256 == before.record.content_sha256:
+            return verified  # already active: nothing to write
+        file_sha = hashlib.sha256(data).hexdigest()
+        name = f"bundle-{file_sha}.bin"
+        self._stage(name, data, file_sha)
+        h = verified.header
+        state = {
+            "version": h.version,
+            "issued_at": canonical.format_time(h.issued_at),
+            "content_sha256": verified.content_sha256,
+            "bundle_id": h.bundle_id,
+            "file": name,
+            "file_sha256": file_sha,
+        }
+        atomic_write(self.dir / STATE_FILE, json.dumps(state, indent=1).encode())  # the swap
+        self._collect(keep=name)
+        return verified
+
+    def _stage(self, name: str, data: bytes, file_sha: str) -> None:
+        """Write the new bundle beside the old one and read it back before it can be named."""
+        staging = self.dir / f".staging-{os.getpid()}.tmp"
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if hashlib.sha256(staging.read_bytes()).hexdigest() != file_sha:
+            staging.unlink(missing_ok=True)
+            raise StateError("staged bundle does not read back as written; disk fault?")
+        os.replace(staging, self.dir / name)
+        fsync_dir(self.dir)
+
+    def _collect(self, keep: str) -> None:
+        """Remove superseded bundle files and leftovers of interrupted installs."""
+        for p in self.dir.iterdir():
+            stale_bundle = p.name.startswith("bundle-") and p.name != keep
+            if stale_bundle or p.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        fsync_dir(self.dir)
+
+
+def install_trust(path: Path, current: TrustRoot, data: bytes) -> TrustRoot:
+    """Rotate the on-disk root of trust to ``data`` if ``current`` and it agree."""
+    new = rotate(current, data)
+    if new is not current:
+        atomic_write(path, data, mode=0o644)
+    return new

@@ -1,0 +1,214 @@
+"""Composition root of ``edge run``: builds each component from its own config section.
+
+Order matters and mirrors READY: models (hashes checked), watchlist and order,
+outbox, then the MQTT link and the source. Every failure here is one of our
+typed errors naming what to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edge import __version__
+from edge.alert import Provenance
+from edge.audit import records as audit_records
+from edge.audit.log import AuditLog
+from edge.config import Config
+from edge.decision import TrackDecider
+from edge.delivery.mqtt import LinkConfig, MessageHandler, MqttLink
+from edge.delivery.outbox import Outbox
+from edge.errors import EdgeError, ModelError
+from edge.motion import MotionGate
+from edge.perception.align import TemplateAligner
+from edge.perception.detector import BlazeFaceDetector, DetectorConfig
+from edge.perception.embedder import DlibEmbedder
+from edge.perception.manifest import Manifest, load_manifest
+from edge.perception.quality import face_quality
+from edge.perception.runtime import DelegateLoader, default_delegate_loader
+from edge.perception.tiling import TiledDetector, TilingConfig
+from edge.recognizer import Recognizer, RecognizerParts
+from edge.sources import open_source
+from edge.sources.base import ThreadedCapture
+from edge.track import FaceSelector, IoUTracker
+from edge.watch import Watchlist
+from edge.watchlist.bundle import ModelRef
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD_FLOOR = 0.80
+
+
+def _variant(v: str) -> str | None:
+    return None if v == "auto" else v
+
+
+def _refusing_loader(library: str) -> Any:
+    raise OSError(f"{library}: Edge TPU disabled in config (models.edgetpu = false)")
+
+
+def threshold_floor(manifest: Manifest, family: str) -> float:
+    """The model card's floor: the lowest threshold any bundle or config may set."""
+    entry = manifest.variant(family, "float32")
+    card = entry.extra.get("model_card")
+    if isinstance(card, dict) and isinstance(card.get("threshold_floor"), int | float):
+        return float(card["threshold_floor"])
+    return DEFAULT_THRESHOLD_FLOOR
+
+
+def embedding_model_ref(manifest: Manifest, family: str) -> ModelRef:
+    """Bundles name the embedding space by family and the float reference file's hash."""
+    entry = manifest.variant(family, "float32")
+    return ModelRef(id=family, sha256=entry.sha256)
+
+
+@dataclass
+class Device:
+    cfg: Config
+    recognizer: Recognizer
+    capture: ThreadedCapture
+    outbox: Outbox
+    link: MqttLink
+    watch: Watchlist
+    audit: AuditLog
+    backend: str
+    detector_id: str
+    embedder_id: str
+    model: ModelRef
+    clock: Callable[[], datetime]
+
+    # --- what the runner asks ------------------------------------------------------------
+
+    def provenance(self) -> Provenance:
+        active = self.watch.active
+        if active is None:
+            raise EdgeError("no active bundle")  # the gate makes this unreachable
+        h = active.bundle.header
+        threshold = max(h.threshold, self.cfg.matching.threshold or h.threshold)
+        d = self.cfg.device
+        return Provenance(d.id, d.camera_id, d.site, h.bundle_id, h.version, self.model.id,
+                          self.model.sha256, self.detector_id, self.backend, threshold)
+
+    def recognition_allowed(self, now: datetime) -> tuple[bool, str]:
+        return self.watch.allowed(now)
+
+    def install_bundle(self, data: bytes, now: datetime) -> None:
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            act = self.watch.install(data, now)
+        except EdgeError as e:
+            audit_records.bundle_refused(self.audit, now, sha256=sha, reason=type(e).__name__)
+            raise
+        self.recognizer.set_matcher(act.matcher, self.cfg.matching.threshold)
+        self._audit_bundle(now, "pushed")
+
+    def _audit_bundle(self, now: datetime, how: str) -> None:
+        act = self.watch.active
+        if act is None:
+            return
+        h = act.bundle.header
+        audit_records.bundle_loaded(
+            self.audit, now, bundle_id=h.bundle_id, version=h.version,
+            sha256=act.bundle.content_sha256,
+            signer_key_ids=sorted(k.hex() for k in act.bundle.signer_keyids),
+            entry_count=len(act.bundle.entries), threshold=h.threshold, model_id=self.model.id,
+            expires_at=h.expires_at)
+
+    def bundle_summary(self) -> str:
+        return self.watch.summary()
+
+    def bundle_status(self) -> dict[str, Any] | None:
+        return self.watch.bundle_status()
+
+    def order_status(self) -> dict[str, Any] | None:
+        return self.watch.order_status()
+
+    def model_status(self) -> dict[str, str]:
+        return {"embedder": self.embedder_id, "detector": self.detector_id, "space": self.model.id,
+                "sha256": self.model.sha256}
+
+    def audit_alert(self, event_id: str, seq: int, subject_ref: str) -> None:
+        with contextlib.suppress(EdgeError):  # the alert itself is already durable
+            h = self.watch.active.bundle.header if self.watch.active else None
+            audit_records.alert(self.audit, self.clock(), event_id=event_id, seq=seq,
+                                subject_ref=subject_ref, bundle_id=h.bundle_id if h else "none",
+                                bundle_version=h.version if h else 0)
+
+    def audit_gate(self, active: bool, reason: str) -> None:
+        with contextlib.suppress(EdgeError):
+            audit_records.recognition(self.audit, self.clock(), active=active, reason=reason)
+
+    def close(self) -> None:
+        self.outbox.close()
+        self.audit.close()
+
+
+def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: MessageHandler,
+                 on_ack: Callable[[int], None], delegate_loader: DelegateLoader | None = None) -> Device:
+    now = clock()
+    state_dir = cfg.state.dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    audit = AuditLog.open(state_dir / "audit", cfg.device.id, now)
+    audit_records.start(audit, now, device_id=cfg.device.id, software_version=__version__)
+
+    mc = cfg.models
+    manifest = load_manifest(mc.dir)
+    loader = delegate_loader or (default_delegate_loader if mc.edgetpu else _refusing_loader)
+    dc = cfg.detection
+    detector = BlazeFaceDetector.from_models_dir(
+        manifest.models_dir, family=mc.detector, variant=_variant(mc.detector_variant),
+        delegate_loader=loader, config=DetectorConfig(score_threshold=dc.score_threshold),
+        num_threads=mc.threads)
+    embedder = DlibEmbedder.from_models_dir(
+        manifest.models_dir, variant=_variant(mc.embedder_variant), delegate_loader=loader,
+        num_threads=mc.threads)
+    model = embedding_model_ref(manifest, embedder.model_id.split(":")[0]
+                                if ":" in embedder.model_id else "dlib_resnet_v1")
+    floor = threshold_floor(manifest, model.id)
+    if cfg.matching.threshold is not None and cfg.matching.threshold < floor:
+        raise ModelError(f"matching.threshold {cfg.matching.threshold} is below the model card's "
+                         f"floor {floor}; raise it or remove it to use the bundle's threshold")
+
+    watch = Watchlist(cfg.device, cfg.trust, state_dir, model, floor)
+    watch.load(now)
+
+    finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile=dc.tile, overlap=dc.overlap))
+    tc = cfg.tracking
+    source = open_source(cfg.source.kind, cfg.source.target, fps=cfg.source.fps,
+                         realtime=cfg.source.realtime)
+    capture = ThreadedCapture(lambda: iter(source), name="capture", maxsize=cfg.source.queue)
+    motion: Callable[[tuple[int, int]], MotionGate] | None = None
+    if dc.motion:
+        motion = functools.partial(MotionGate, min_active=dc.motion_threshold)
+    parts = RecognizerParts(
+        finder=finder, aligner=TemplateAligner(), embedder=embedder, quality=face_quality,
+        tracker=IoUTracker(iou_threshold=tc.iou, max_misses=tc.max_missed),
+        selector=FaceSelector(min_quality=tc.min_quality, min_gap=tc.embed_every,
+                              max_per_track=tc.max_embeds),
+        decider=TrackDecider(k=tc.k, n=tc.n, cooldown=tc.cooldown_s),
+        motion_factory=motion,
+    )
+    recognizer = Recognizer(parts)
+    if watch.active is not None:
+        recognizer.set_matcher(watch.active.matcher, cfg.matching.threshold)
+
+    outbox = Outbox(state_dir / "outbox.sqlite3", cfg.outbox.max_events, cfg.outbox.max_bytes)
+    b = cfg.broker
+    link = MqttLink(
+        LinkConfig(device_id=cfg.device.id, host=b.host, port=b.port, tls=b.tls, ca=b.ca,
+                   cert=b.cert, key=b.key, topic_prefix=cfg.topic_prefix, keepalive=b.keepalive,
+                   client_id=b.client_id, stats_interval_s=cfg.stats.interval_s),
+        outbox, on_message=on_message, on_ack=on_ack)
+    dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,
+                 backend=f"detector:{detector.backend}/embedder:{embedder.backend}",
+                 detector_id=detector.model_id, embedder_id=embedder.model_id, model=model,
+                 clock=clock)
+    dev._audit_bundle(now, "start")
+    return dev
+

@@ -1,0 +1,149 @@
+"""The production broker config (deploy/broker) run for real, with certificates from deploy/pki.
+
+``issue_pki`` drives ``deploy/pki/pki.sh`` (CA, broker certificate, device and
+consumer identities, one revoked device). ``DeployBroker`` copies
+``deploy/broker/mosquitto.conf`` and ``acl`` into a temporary folder, changing
+only what a test must change: file paths, the listener's port and address,
+persistence, logging and (as root) the user. Everything else, TLS, CRL,
+identities and ACL, is the file we ship.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.broker import MOSQUITTO, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+PKI_SH = ROOT / "deploy" / "pki" / "pki.sh"
+BROKER_DIR = ROOT / "deploy" / "broker"
+PROD_ETC = "/etc/mosquitto/edge/"
+
+
+@dataclass(frozen=True)
+class Identity:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class DeployPki:
+    dir: Path
+    ca: Path
+    crl: Path
+    server: Identity
+    ids: dict[str, Identity]
+    revoked: Identity
+
+
+def pki(dir_: Path, *args: str) -> str:
+    proc = subprocess.run([str(PKI_SH), str(dir_), *args], check=True, capture_output=True,
+                          text=True)
+    return proc.stdout
+
+
+def issue_pki(dir_: Path, devices: tuple[str, ...] = ("dev-a", "dev-b"),
+              consumer: str = "operator-consumer", revoked: str = "dev-revoked") -> DeployPki:
+    pki(dir_, "init")
+    pki(dir_, "server", "localhost", "IP:127.0.0.1")
+    names = (*devices, consumer, revoked)
+    for name in names:
+        pki(dir_, "consumer" if name == consumer else "device", name)
+    issued = dir_ / "issued"
+    ca = dir_ / "ca.crt"
+    ids = {n: Identity(ca, issued / f"{n}.crt", issued / f"{n}.key") for n in names}
+    pki(dir_, "revoke", revoked)
+    crt = next(issued.glob(f"{revoked}.*.revoked.crt"))
+    key = crt.with_name(crt.name.replace(".crt", ".key"))
+    del ids[revoked]
+    return DeployPki(dir=dir_, ca=ca, crl=dir_ / "crl.pem",
+                     server=Identity(ca, issued / "localhost.crt", issued / "localhost.key"),
+                     ids=ids, revoked=Identity(ca, crt, key))
+
+
+def render_test_config(text: str, etc: Path, port: int, log: Path) -> str:
+    """The shipped config with test paths, a loopback port, no persistence."""
+    out = text.replace(PROD_ETC, f"{etc}/")
+    out, n = re.subn(r"^listener 8883$", f"listener {port} 127.0.0.1", out, flags=re.M)
+    assert n == 1, "deploy/broker/mosquitto.conf must hold exactly one 'listener 8883'"
+    out = re.sub(r"^persistence true$", "persistence false", out, flags=re.M)
+    out = re.sub(r"^persistence_location .*$", "", out, flags=re.M)
+    extra = [f"log_dest file {log}", "log_type all"]
+    if os.geteuid() == 0:
+        extra.append("user root")  # else mosquitto drops to its user and cannot read tmp
+    return "\n".join(extra) + "\n" + out
+
+
+class DeployBroker:
+    def __init__(self, workdir: Path, p: DeployPki) -> None:
+        self.workdir = workdir
+        etc = workdir / "etc"
+        etc.mkdir(parents=True)
+        for src, dst in ((p.ca, "ca.crt"), (p.crl, "crl.pem"), (p.server.cert, "broker.crt"),
+                         (p.server.key, "broker.key"), (BROKER_DIR / "acl", "acl")):
+            (etc / dst).write_bytes(src.read_bytes())
+        self.etc = etc
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.log = workdir / "mosquitto.log"
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text(render_test_config((BROKER_DIR / "mosquitto.conf").read_text(), etc,
+                                           self.port, self.log))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DeployBroker:
+        self.proc = subprocess.Popen([str(MOSQUITTO), "-c", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"mosquitto exited: {err} {self.log_text()}")
+            if " running" in self.log_text():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise AssertionError(f"mosquitto did not start: {self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def listening_ports(self) -> set[int]:
+        """TCP ports the broker process listens on, read from /proc (no probing)."""
+        assert self.proc is not None
+        inodes = set()
+        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
+        for fd in fd_dir.iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        ports: set[int] = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        return ports
+
+
+def tls_context(ident: Identity | None, ca: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    if ident is not None:
+        ctx.load_cert_chain(str(ident.cert), str(ident.key))
+    return ctx

@@ -1,0 +1,241 @@
+"""The shipped central-broker config (deploy/broker) against a real Mosquitto.
+
+Certificates come from deploy/pki/pki.sh; the broker runs the shipped
+mosquitto.conf and acl with only paths and the port changed for the test.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from tests.broker import have_mosquitto
+from tests.deploy_broker import DeployBroker, DeployPki, Identity, issue_pki, tls_context
+
+pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl")
+
+NOT_AUTHORIZED = 0x87
+FAILURE = 0x80  # reason codes below are success (0x00, or 0x10 "no matching subscribers")
+
+
+class Device:
+    """A synchronous MQTT v5 client over TLS: connect, publish (reason code), subscribe."""
+
+    def __init__(self, broker: DeployBroker, ident: Identity, name: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name,
+                                  protocol=mqtt.MQTTv5)
+        self.client.tls_set_context(tls_context(ident, ident.ca))
+        self.messages: list[tuple[str, bytes]] = []
+        self._cond = threading.Condition()
+        self._acks: dict[int, int] = {}
+        self._subacks: dict[int, list[int]] = {}
+        self._connack: int | None = None
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+        assert self._wait(lambda: self._connack is not None), "no CONNACK"
+        assert self._connack == 0, f"CONNACK {self._connack:#x}"
+
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode,
+                    _p: object) -> None:
+        with self._cond:
+            self._connack = rc.value
+            self._cond.notify_all()
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode,
+                    _p: object) -> None:
+        with self._cond:
+            self._acks[mid] = rc.value
+            self._cond.notify_all()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, mid: int, rcs: list[ReasonCode],
+                      _p: object) -> None:
+        with self._cond:
+            self._subacks[mid] = [r.value for r in rcs]
+            self._cond.notify_all()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+            self._cond.notify_all()
+
+    def _wait(self, pred: object, timeout: float = 10.0) -> bool:
+        assert callable(pred)
+        with self._cond:
+            return self._cond.wait_for(pred, timeout)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """QoS 1 publish; returns the PUBACK reason code."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        assert self._wait(lambda: info.mid in self._acks), f"no PUBACK for {topic}"
+        return self._acks[info.mid]
+
+    def subscribe(self, topic: str) -> list[int]:
+        _, mid = self.client.subscribe(topic, qos=1)
+        assert self._wait(lambda: mid in self._subacks), f"no SUBACK for {topic}"
+        return self._subacks[mid]
+
+    def wait_message(self, topic: str, payload: bytes, timeout: float = 10.0) -> bool:
+        return self._wait(lambda: (topic, payload) in self.messages, timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def deploy_pki(tmp_path_factory: pytest.TempPathFactory) -> DeployPki:
+    return issue_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, deploy_pki: DeployPki) -> Iterator[DeployBroker]:
+    b = DeployBroker(tmp_path_factory.mktemp("broker"), deploy_pki).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def clients(broker: DeployBroker, deploy_pki: DeployPki) -> Iterator[dict[str, Device]]:
+    made = {n: Device(broker, deploy_pki.ids[n], f"{n}-{id(broker)}")
+            for n in ("dev-a", "dev-b", "operator-consumer")}
+    yield made
+    for c in made.values():
+        c.close()
+
+
+def test_device_publishes_its_alerts_and_status_and_the_consumer_receives_them(
+        clients: dict[str, Device]) -> None:
+    a, consumer = clients["dev-a"], clients["operator-consumer"]
+    for topic in ("edge/+/alerts", "edge/+/status", "edge/+/stats"):
+        assert consumer.subscribe(topic) == [1]
+    assert a.publish("edge/dev-a/alerts", b'{"event_id":"a1"}') < FAILURE
+    assert a.publish("edge/dev-a/status", b'{"state":"online"}', retain=True) < FAILURE
+    assert a.publish("edge/dev-a/stats", b'{"frames":10}') < FAILURE
+    assert consumer.wait_message("edge/dev-a/alerts", b'{"event_id":"a1"}')
+    assert consumer.wait_message("edge/dev-a/status", b'{"state":"online"}')
+    assert consumer.wait_message("edge/dev-a/stats", b'{"frames":10}')
+
+
+def test_device_cannot_publish_as_another_device(clients: dict[str, Device]) -> None:
+    a, consumer = clients["dev-a"], clients["operator-consumer"]
+    assert consumer.subscribe("edge/+/alerts") == [1]
+    assert consumer.subscribe("edge/+/status") == [1]
+    # Refused with the v5 reason code: the device's outbox knows it was not delivered.
+    assert a.publish("edge/dev-b/alerts", b"forged") == NOT_AUTHORIZED
+    assert a.publish("edge/dev-b/status", b"forged", retain=True) == NOT_AUTHORIZED
+    # Nor may it write outside its own topics, e.g. push itself a bundle.
+    assert a.publish("edge/dev-a/bundle", b"self-signed?") == NOT_AUTHORIZED
+    assert a.publish("edge/dev-a/anything", b"x") == NOT_AUTHORIZED
+    # A later legitimate publish arrives; the forged ones, sent before it, never did.
+    assert a.publish("edge/dev-a/alerts", b"marker") < FAILURE
+    assert consumer.wait_message("edge/dev-a/alerts", b"marker")
+    assert all(p != b"forged" for _, p in consumer.messages)
+
+
+def test_device_never_receives_another_devices_bundle(clients: dict[str, Device]) -> None:
+    a, b, consumer = clients["dev-a"], clients["dev-b"], clients["operator-consumer"]
+    # Retained bundles for both devices exist before anyone subscribes.
+    assert consumer.publish("edge/dev-b/bundle", b"retained-for-b", retain=True) < FAILURE
+    assert consumer.publish("edge/dev-a/bundle", b"retained-for-a", retain=True) < FAILURE
+    # Mosquitto 2.0's acl_file checks read access when a message is delivered, not at
+    # SUBSCRIBE: these SUBACKs may say granted, but nothing of B's ever reaches A.
+    for topic in ("edge/dev-b/bundle", "edge/+/bundle", "edge/#", "edge/dev-b/alerts"):
+        rc = a.subscribe(topic)
+        assert len(rc) == 1 and rc[0] in (0, 1, NOT_AUTHORIZED), rc
+    assert b.subscribe("edge/dev-b/bundle") == [1]
+    assert consumer.publish("edge/dev-b/bundle", b"live-for-b") < FAILURE
+    assert consumer.publish("edge/dev-a/bundle", b"live-for-a") < FAILURE
+    # Positive controls: each device gets its own, retained and live.
+    assert a.wait_message("edge/dev-a/bundle", b"retained-for-a")
+    assert a.wait_message("edge/dev-a/bundle", b"live-for-a")
+    assert b.wait_message("edge/dev-b/bundle", b"retained-for-b")
+    assert b.wait_message("edge/dev-b/bundle", b"live-for-b")
+    # live-for-a was published after live-for-b on the same connection: had B's
+    # bundle been deliverable to A, it would have arrived first.
+    assert [t for t, _ in a.messages if not t.startswith("edge/dev-a/")] == []
+
+
+def test_consumer_cannot_forge_device_events(clients: dict[str, Device]) -> None:
+    consumer = clients["operator-consumer"]
+    assert consumer.publish("edge/dev-a/alerts", b"forged") == NOT_AUTHORIZED
+    assert consumer.publish("edge/dev-a/status", b"forged") == NOT_AUTHORIZED
+
+
+def test_selftest_round_trip_topic_is_private(clients: dict[str, Device]) -> None:
+    a, b = clients["dev-a"], clients["dev-b"]
+    assert a.subscribe("edge/dev-a/selftest") == [1]
+    b.subscribe("edge/dev-a/selftest")
+    assert b.publish("edge/dev-a/selftest", b"from-b") == NOT_AUTHORIZED
+    assert a.publish("edge/dev-a/selftest", b"ping") < FAILURE
+    assert a.wait_message("edge/dev-a/selftest", b"ping")
+    assert b.publish("edge/dev-b/alerts", b"b-marker") < FAILURE
+    assert ("edge/dev-a/selftest", b"from-b") not in a.messages
+    assert all(t != "edge/dev-a/selftest" for t, _ in b.messages)
+
+
+# --- TLS and identity, at the byte level ----------------------------------------------
+
+
+def _connect_packet(client_id: str) -> bytes:
+    """A minimal MQTT v5 CONNECT (clean start, keepalive 10 s, no properties)."""
+    cid = client_id.encode()
+    var = b"\x00\x04MQTT\x05\x02\x00\x0a\x00"
+    payload = len(cid).to_bytes(2, "big") + cid
+    body = var + payload
+    assert len(body) < 128
+    return bytes([0x10, len(body)]) + body
+
+
+def _raw_connect(broker: DeployBroker, ctx: ssl.SSLContext | None) -> bytes:
+    """Open TCP (+TLS), send CONNECT, return what came back (b'' if refused)."""
+    with socket.create_connection((broker.host, broker.port), timeout=5) as raw:
+        try:
+            if ctx is None:
+                raw.sendall(_connect_packet("plain"))
+                return raw.recv(64)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(_connect_packet("raw"))
+                return tls.recv(64)
+        except (ssl.SSLError, ConnectionError, TimeoutError, OSError):
+            return b""
+
+
+def test_valid_certificate_gets_connack(broker: DeployBroker, deploy_pki: DeployPki) -> None:
+    # The positive control for the refusals below: same code path, good certificate.
+    reply = _raw_connect(broker, tls_context(deploy_pki.ids["dev-a"], deploy_pki.ca))
+    assert reply[:1] == b"\x20" and reply[3] == 0x00  # CONNACK, success
+
+
+def test_no_client_certificate_is_refused(broker: DeployBroker, deploy_pki: DeployPki) -> None:
+    assert _raw_connect(broker, tls_context(None, deploy_pki.ca)) == b""
+
+
+def test_revoked_certificate_is_refused(broker: DeployBroker, deploy_pki: DeployPki) -> None:
+    assert _raw_connect(broker, tls_context(deploy_pki.revoked, deploy_pki.ca)) == b""
+
+
+def test_certificate_from_another_ca_is_refused(broker: DeployBroker, deploy_pki: DeployPki,
+                                                tmp_path: Path) -> None:
+    other = issue_pki(tmp_path / "other", devices=("dev-a",))
+    # Trust the real broker, present a same-named identity from a foreign CA.
+    ident = Identity(deploy_pki.ca, other.ids["dev-a"].cert, other.ids["dev-a"].key)
+    assert _raw_connect(broker, tls_context(ident, deploy_pki.ca)) == b""
+
+
+def test_plaintext_is_closed(broker: DeployBroker) -> None:
+    # Only the TLS listener exists: no 1883, no second port of any kind.
+    assert broker.listening_ports() == {broker.port}
+    # And the TLS port does not answer plain MQTT.
+    assert _raw_connect(broker, None)[:1] != b"\x20"

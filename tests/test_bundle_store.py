@@ -1,0 +1,118 @@
+"""BundleStore: atomic activation, restart, corruption, and power loss during install."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.errors import ClockUntrustedError, StateError
+from edge.watchlist.envelope import decode
+from edge.watchlist.state import STATE_FILE, BundleStore
+from tests.watchlist_world import FLOOR, MODEL, World
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = 240
+
+
+def _install(store: BundleStore, w: World, version: int) -> bytes:
+    data = w.bundle(version)
+    store.install(data, w.trust(), w.device, w.now(version), expected_model=MODEL,
+                  threshold_floor=FLOOR, device_key=w.dkey)
+    return data
+
+
+def _check_consistent(store: BundleStore, w: World) -> int:
+    """The recorded state names an intact file that is exactly the bundle it describes."""
+    state = store.state()
+    data = store.active_bytes()  # raises StateError if the file is missing or altered
+    assert state is not None and data is not None
+    env = decode(data, max_header=1 << 20, max_body=1 << 26)
+    assert env.content_sha256() == state.content_sha256
+    vb = store.load_active(w.trust(), w.device, w.now(state.version), expected_model=MODEL,
+                           threshold_floor=FLOOR, device_key=w.dkey)
+    assert vb is not None and vb.header.version == state.version
+    assert vb.header.issued_at == state.issued_at
+    return state.version
+
+
+def test_install_then_restart_reloads_the_same_bundle(tmp_path: Path) -> None:
+    w = World()
+    _install(BundleStore(tmp_path), w, 1)
+    data = _install(BundleStore(tmp_path), w, 2)
+    reopened = BundleStore(tmp_path)
+    assert reopened.active_bytes() == data
+    assert _check_consistent(reopened, w) == 2
+    # superseded files are gone, no temp files are left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [STATE_FILE, f"bundle-{hashlib.sha256(data).hexdigest()}.bin"])
+
+
+def test_untrusted_clock_keeps_the_current_bundle_and_refuses_new_ones(tmp_path: Path) -> None:
+    w = World()
+    store = BundleStore(tmp_path)
+    _install(store, w, 3)
+    early = w.now(1)  # earlier than bundle 3's issued_at
+    vb = store.load_active(w.trust(), w.device, early, expected_model=MODEL,
+                           threshold_floor=FLOOR, device_key=w.dkey)
+    assert vb is not None and vb.header.version == 3 and not vb.clock_trusted
+    with pytest.raises(ClockUntrustedError):
+        store.install(w.bundle(4), w.trust(), w.device, early, expected_model=MODEL,
+                      threshold_floor=FLOOR, device_key=w.dkey)
+    assert store.state() is not None and store.state().version == 3  # type: ignore[union-attr]
+
+
+def test_corrupt_state_or_active_file_is_a_state_error(tmp_path: Path) -> None:
+    w = World()
+    store = BundleStore(tmp_path)
+    data = _install(store, w, 1)
+    active = tmp_path / f"bundle-{hashlib.sha256(data).hexdigest()}.bin"
+    active.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(StateError):
+        store.active_bytes()
+    (tmp_path / STATE_FILE).write_text('{"version": "one"}')
+    with pytest.raises(StateError):
+        store.state()
+
+
+@pytest.mark.slow
+def test_sigkill_during_install_leaves_old_or_new_and_a_matching_counter(tmp_path: Path) -> None:
+    rng = random.Random(20261122)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.power_loss_child", str(tmp_path)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    w = World()
+    store = BundleStore(tmp_path)
+    outcomes = {"old": 0, "new": 0}
+    try:
+        ready = proc.stdout.readline().split()
+        assert ready and ready[0] == "ready", ready
+        span = 1.6 * float(ready[1])
+        before = _check_consistent(store, w)
+        for _ in range(ROUNDS):
+            proc.stdin.write(f"go {rng.uniform(0, span):.6f}\n")
+            proc.stdin.flush()
+            _, old_sha, new_sha, _how = proc.stdout.readline().split()
+            active = store.active_bytes()
+            assert active is not None
+            got = hashlib.sha256(active).hexdigest()
+            assert got in (old_sha, new_sha)
+            version = _check_consistent(store, w)
+            if got == new_sha:
+                outcomes["new"] += 1
+                assert version == before + 1
+            else:
+                outcomes["old"] += 1
+                assert version == before
+            before = version
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    # both sides of the swap were hit, so the kills really landed inside the install
+    assert outcomes["old"] >= 5 and outcomes["new"] >= 5, outcomes

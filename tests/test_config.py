@@ -1,0 +1,84 @@
+"""Config validation: unknown keys, bad types and missing keys are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge import config
+from edge.errors import ConfigError
+
+MINIMAL = """
+[device]
+id = "dev-a"
+camera_id = "cam-1"
+site = "Boulevard North"
+
+[source]
+kind = "file"
+target = "scene/scene.mp4"
+
+[broker]
+tls = false
+port = 1883
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "edge.toml"
+    p.write_text(text)
+    return p
+
+
+def test_minimal_config_loads_with_defaults_and_resolves_paths(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, MINIMAL))
+    assert cfg.device.id == "dev-a"
+    assert cfg.source.target == str(tmp_path / "scene" / "scene.mp4")
+    assert cfg.tracking.k == 2
+    assert cfg.topic_prefix == "edge/dev-a"
+    assert cfg.broker.port == 1883
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL + "\n[tracking]\ncooldown = 3\n"))
+    assert e.value.key == "tracking.cooldown"
+    assert "cooldown_s" in str(e.value)
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL + "\n[camera]\nfps = 3\n"))
+    assert e.value.key == "camera"
+
+
+def test_wrong_type_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL.replace("port = 1883", 'port = "x"')))
+    assert e.value.key == "broker.port"
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL.replace('site = "Boulevard North"', "")))
+    assert e.value.key == "device.site"
+
+
+def test_cross_field_rules(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL.replace("tls = false", "tls = true")))
+    assert e.value.key == "broker.ca"
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL.replace('target = "scene/scene.mp4"', "")))
+    assert e.value.key == "source.target"
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL + "\n[detection]\nroi = [10, 10, 5, 20]\n"))
+    assert e.value.key == "detection.roi"
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(write(tmp_path, "[device\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.load(tmp_path / "absent.toml")

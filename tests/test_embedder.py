@@ -1,0 +1,111 @@
+"""The TFLite dlib embedder against dlib's own descriptor, on real face chips.
+
+``tests/data/dlib_refs.json`` (made once by ``models/make_dlib_refs.py`` with
+the dlib wheel) holds, per test face, the affine that cuts its chip and dlib's
+descriptor of that chip. Here the chip is rebuilt with OpenCV alone (its
+sha256 proves it is the same chip) and embedded by our models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.errors import InferenceError
+from edge.perception.align import warp_chip
+from edge.perception.cli import load_image
+from edge.perception.embedder import FAMILY, DlibEmbedder, l2_normalise
+from edge.perception.manifest import load_manifest
+
+REFS = Path(__file__).parent / "data" / "dlib_refs.json"
+
+
+@pytest.fixture(scope="module")
+def refs() -> list[dict[str, Any]]:
+    faces: list[dict[str, Any]] = json.loads(REFS.read_text())["faces"]
+    return faces
+
+
+@pytest.fixture(scope="module")
+def chips(testdata: Path, refs: list[dict[str, Any]]) -> np.ndarray:
+    images: dict[str, np.ndarray] = {}
+    out = []
+    for face in refs:
+        if face["image"] not in images:
+            images[face["image"]] = load_image(testdata / face["image"])
+        chip = warp_chip(images[face["image"]], np.array(face["matrix"]))
+        assert hashlib.sha256(chip.tobytes()).hexdigest() == face["chip_sha256"], (
+            f"{face['image']}: rebuilt chip differs from the one dlib embedded")
+        out.append(chip)
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def float_embedder(models_dir: Path) -> DlibEmbedder:
+    return DlibEmbedder.from_models_dir(models_dir, variant="float32")
+
+
+@pytest.fixture(scope="module")
+def int8_embedder(models_dir: Path) -> DlibEmbedder:
+    return DlibEmbedder.from_models_dir(models_dir, variant="int8")
+
+
+def test_refs_cover_the_test_faces(refs: list[dict[str, Any]]) -> None:
+    images = [f["image"] for f in refs]
+    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "astronaut.png",
+                 "Tom_Hanks_54745.png", "camera.png"):
+        assert name in images
+    assert images.count("t1.jpg") == 6
+
+
+def test_float_matches_dlib_on_every_face(
+    float_embedder: DlibEmbedder, chips: np.ndarray, refs: list[dict[str, Any]]
+) -> None:
+    ours = float_embedder.embed(chips)
+    theirs = l2_normalise(np.array([f["descriptor"] for f in refs]))
+    cos = np.sum(ours * theirs, axis=1)
+    worst = int(np.argmin(cos))
+    assert cos.min() >= 0.999, f"{refs[worst]['image']} ({refs[worst]['identity']}): {cos[worst]}"
+
+
+def test_int8_close_to_float(
+    float_embedder: DlibEmbedder, int8_embedder: DlibEmbedder, chips: np.ndarray
+) -> None:
+    cos = np.sum(float_embedder.embed(chips) * int8_embedder.embed(chips), axis=1)
+    assert cos.min() >= 0.98, cos
+    assert cos.mean() >= 0.99, cos
+
+
+def test_embeddings_are_unit_vectors(int8_embedder: DlibEmbedder, chips: np.ndarray) -> None:
+    emb = int8_embedder.embed(chips[:3])
+    assert emb.shape == (3, 128) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert int8_embedder.embed(chips[:0]).shape == (0, 128)
+
+
+def test_embedder_refuses_wrong_chips(float_embedder: DlibEmbedder) -> None:
+    with pytest.raises(InferenceError):
+        float_embedder.embed(np.zeros((1, 112, 112, 3), np.uint8))
+    with pytest.raises(InferenceError):
+        float_embedder.embed(np.zeros((1, 150, 150, 3), np.float32))  # type: ignore[arg-type]
+
+
+def test_manifest_describes_the_embedder(models_dir: Path, float_embedder: DlibEmbedder) -> None:
+    manifest = load_manifest(models_dir)
+    manifest.verify_hashes([e.model_id for e in manifest.family(FAMILY)])
+    fp32 = manifest.variant(FAMILY, "float32")
+    int8 = manifest.variant(FAMILY, "int8")
+    for e in (fp32, int8):
+        assert e.role == "embedder"
+        assert e.extra["embedding_size"] == 128
+        tpl = e.extra["alignment_template"]
+        assert tpl["chip_size"] == 150 and tpl["padding"] == 0.25
+        assert e.inputs[0].shape == (1, 150, 150, 3)
+    assert int8.inputs[0].dtype == "int8" and int8.inputs[0].quantization == (1.0, -128)
+    assert int8.edgetpu_file == "dlib_resnet_v1_int8_edgetpu.tflite"
+    assert float_embedder.space_id == f"{FAMILY}:{fp32.sha256}"

@@ -1,0 +1,137 @@
+"""Inference runtime: backend selection (fake TPU delegate only) and integer I/O."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import BackendError, InferenceError
+from edge.perception.detector import letterbox
+from edge.perception.manifest import Manifest, load_manifest
+from edge.perception.runtime import EDGETPU_LIBRARY, choose_backend, open_model
+
+FAMILY = "blazeface_short_range"  # the smaller model keeps these tests quick
+
+
+class FakeLoader:
+    """Stands in for ``load_delegate``: the TPU is the one edge we fake."""
+
+    def __init__(self, result: Any = None, error: Exception | None = None) -> None:
+        self.result, self.error, self.calls = result, error, []
+
+    def __call__(self, library: str) -> Any:
+        self.calls.append(library)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _models(models_dir: Path, tmp_path: Path, *, with_edgetpu: bool) -> Manifest:
+    """A models folder with the family's files, optionally a compiled TPU file."""
+    dst = tmp_path / "models"
+    dst.mkdir()
+    shutil.copy(models_dir / "manifest.json", dst / "manifest.json")
+    manifest = load_manifest(dst)
+    for e in manifest.family(FAMILY):
+        shutil.copy(models_dir / e.file, dst / e.file)
+    int8 = manifest.variant(FAMILY, "int8")
+    if with_edgetpu:
+        assert int8.edgetpu_file is not None
+        # Stand-in bytes for the compiler's output: only its presence is checked here.
+        shutil.copy(dst / int8.file, dst / int8.edgetpu_file)
+    return manifest
+
+
+def test_edgetpu_chosen_when_delegate_loads_and_file_exists(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    sentinel = object()
+    loader = FakeLoader(result=sentinel)
+    choice = choose_backend(manifest, FAMILY, delegate_loader=loader)
+    assert loader.calls == [EDGETPU_LIBRARY]
+    assert choice.backend == "edgetpu"
+    assert choice.delegate is sentinel
+    assert choice.path.name == "blazeface_short_range_int8_edgetpu.tflite"
+    assert choice.entry.variant == "int8"
+    assert "loaded" in choice.reason
+
+
+def test_cpu_when_delegate_fails_names_the_reason(models_dir: Path, tmp_path: Path) -> None:
+    manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    loader = FakeLoader(error=ValueError("Failed to load delegate from libedgetpu.so.1"))
+    choice = choose_backend(manifest, FAMILY, delegate_loader=loader)
+    assert choice.backend == "cpu"
+    assert choice.entry == manifest.cpu_preferred(FAMILY)
+    assert "did not load" in choice.reason and "Failed to load delegate" in choice.reason
+
+
+def test_cpu_when_edgetpu_file_missing_without_touching_the_tpu(
+    models_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = _models(models_dir, tmp_path, with_edgetpu=False)
+    loader = FakeLoader(result=object())
+    with caplog.at_level(logging.INFO, logger="edge.perception.runtime"):
+        model = open_model(manifest, FAMILY, delegate_loader=loader)
+    assert loader.calls == []
+    assert model.backend == "cpu"
+    assert model.model_id == manifest.cpu_preferred(FAMILY).model_id
+    assert "not installed" in model.reason
+    assert "backend=cpu" in caplog.text and "not installed" in caplog.text
+
+
+def test_unusable_delegate_falls_back_to_cpu(models_dir: Path, tmp_path: Path) -> None:
+    manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    model = open_model(manifest, FAMILY, delegate_loader=FakeLoader(result=object()))
+    assert model.backend == "cpu"
+    assert "unusable" in model.reason
+    assert model.run(np.zeros((1, *model.input_shape[1:]), np.float32))
+
+
+def test_pinned_float_variant_never_asks_for_the_tpu(models_dir: Path, tmp_path: Path) -> None:
+    manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    loader = FakeLoader(result=object())
+    choice = choose_backend(manifest, FAMILY, variant="fp16", delegate_loader=loader)
+    assert loader.calls == []
+    assert (choice.backend, choice.entry.variant) == ("cpu", "fp16")
+
+
+def test_int8_io_is_quantised_by_the_runtime(models_dir: Path, testdata: Path) -> None:
+    manifest = load_manifest(models_dir)
+    loader = FakeLoader(error=ValueError("no TPU here"))
+    f32 = open_model(manifest, FAMILY, variant="float32", delegate_loader=loader)
+    i8 = open_model(manifest, FAMILY, variant="int8", delegate_loader=loader)
+    assert i8.input_dtype == np.int8 and f32.input_dtype == np.float32
+    image = cv2.imread(str(testdata / "obama.jpg"))[:, :, ::-1].copy()
+    x = letterbox(image, f32.input_shape[1])[0][None]
+    ref, got = f32.run(x), i8.run(x)
+    assert [a.dtype for a in got] == [np.float32, np.float32]
+    assert [a.shape for a in got] == [a.shape for a in ref] == [(1, 896, 16), (1, 896, 1)]
+    # Same face, same anchor wins; regressors track the float model closely.
+    assert int(np.argmax(got[1])) == int(np.argmax(ref[1]))
+    assert np.corrcoef(ref[0].ravel(), got[0].ravel())[0, 1] > 0.9
+    # A batch of two runs item by item and gives the same answers.
+    two = i8.run(np.concatenate([x, x]))
+    assert np.array_equal(two[1][0], two[1][1])
+
+
+def test_wrong_input_shape_is_an_inference_error(models_dir: Path) -> None:
+    model = open_model(load_manifest(models_dir), FAMILY, variant="float32",
+                       delegate_loader=FakeLoader(error=ValueError("no TPU")))
+    with pytest.raises(InferenceError, match="input shape"):
+        model.run(np.zeros((1, 64, 64, 3), np.float32))
+
+
+def test_corrupt_model_file_is_a_backend_error(models_dir: Path, tmp_path: Path) -> None:
+    manifest = _models(models_dir, tmp_path, with_edgetpu=False)
+    entry = manifest.variant(FAMILY, "float32")
+    (manifest.models_dir / entry.file).write_bytes(b"not a flatbuffer")
+    with pytest.raises(BackendError, match=entry.file):
+        open_model(manifest, FAMILY, variant="float32", verify=False,
+                   delegate_loader=FakeLoader(error=ValueError("no TPU")))
