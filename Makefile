@@ -17,6 +17,7 @@ help:
 	@echo "make bench    latency, throughput and memory figures"
 	@echo "make models   rebuild models/ from their pinned sources (needs TensorFlow, build only)"
 	@echo "make lint     ruff + mypy"
+	@echo "make deb      Debian package of the firmware into dist/ (dpkg-deb)"
 
 install: $(VENV)/.installed
 
@@ -69,3 +70,7 @@ models: $(BUILD_VENV)/.installed $(CACHE)/model-sources/.complete testdata
 
 clean:
 	rm -rf $(CACHE)/run build dist *.egg-info
+
+# --- Debian package of the firmware (dpkg-deb; see deploy/deb/build-deb.sh) -------
+deb:
+	deploy/deb/build-deb.sh dist

@@ -78,7 +78,6 @@ if [ -n "$ROOT" ]; then
 fi
 ROOTED=0
 [ -z "$ROOT" ] || ROOTED=1
-[ -d "$SRC/edge" ] || die "no firmware package at $SRC/edge (use --source)"
 if [ "$(id -u)" -ne 0 ]; then
   die "run as root (file owners and modes are part of the install), e.g. sudo $0 $*"
 fi
@@ -90,6 +89,9 @@ MODELS=/usr/share/edge/models  # edge.perception.manifest.SYSTEM_MODELS_DIR
 PACKAGED=0
 if [ "$(cd "$SRC" && pwd)" = "$OPT" ] && [ "$ROOTED" -eq 0 ]; then
   PACKAGED=1
+  [ -d "$SRC/app/edge" ] || die "no firmware package at $SRC/app/edge"
+else
+  [ -d "$SRC/edge" ] || die "no firmware package at $SRC/edge (use --source)"
 fi
 
 # --- 1. distribution packages --------------------------------------------------
@@ -194,6 +196,8 @@ install_firmware() {
   if [ ! -f "$ROOT$VENV/pyvenv.cfg" ]; then
     if [ "$ROOTED" -eq 1 ]; then
       "$PYTHON" -m venv --system-site-packages --without-pip "$ROOT$VENV"
+      # venv writes its own path into these; on the target it lives at $VENV.
+      sed -i "s|$ROOT$VENV|$VENV|g" "$ROOT$VENV/pyvenv.cfg" "$ROOT$VENV"/bin/activate*
     else
       "$PYTHON" -m venv --system-site-packages "$ROOT$VENV"
     fi

@@ -63,16 +63,16 @@ class ModelsConfig:
 @dataclass(frozen=True)
 class DetectionConfig:
     roi: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1; None = whole frame
-    tile: int = 384
-    overlap: float = 0.25
+    tile: int = 384  # pixels of the frame per tile (resized to the detector's input)
+    overlap: int = 128  # pixels shared by neighbouring tiles: more than the largest face
     score_threshold: float = 0.5
     motion: bool = True
     motion_threshold: float = 0.004  # share of changed pixels that wakes a tile
     min_face_px: int = 24
 
     def validate(self, prefix: str) -> None:
-        if not 0.0 <= self.overlap < 0.9:
-            raise ConfigError(f"{prefix}.overlap", "must be in [0, 0.9)")
+        if not 0 <= self.overlap < self.tile // 2:
+            raise ConfigError(f"{prefix}.overlap", "must be in [0, tile / 2)")
         if self.tile < 64:
             raise ConfigError(f"{prefix}.tile", "must be >= 64 pixels")
         if self.roi is not None and (self.roi[2] <= self.roi[0] or self.roi[3] <= self.roi[1]):
@@ -184,7 +184,7 @@ def _resolve_paths(obj: Any, base: Path) -> Any:
 
 
 def parse(table: dict[str, Any], base: Path | None = None) -> Config:
-    cfg = build(Config, table)
+    cfg: Config = build(Config, table)
     if base is None:
         return cfg
     cfg = _resolve_paths(cfg, base)

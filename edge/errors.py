@@ -194,3 +194,7 @@ class AuditGuardError(AuditError):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(f"audit data at '{path}' refused: {message}")
         self.path = path
+
+
+class ReviewError(EdgeError):
+    """An adjudication message from the centre (``edge.review/1``) is malformed."""

@@ -21,6 +21,7 @@ import numpy as np
 from edge.decision import Decision, TrackDecider
 from edge.matcher import Matcher
 from edge.motion import MotionGate, MotionMap
+from edge.perception.tiling import Tile
 from edge.perception.types import Aligner, Detection, Embedder, FloatArray, RGBImage
 from edge.sources.base import Frame
 from edge.track import FaceSelector, IoUTracker
@@ -33,7 +34,10 @@ Box = tuple[float, float, float, float]
 class FaceFinder(Protocol):
     """The tiled detector as the recognizer sees it."""
 
-    def detect(self, image: RGBImage, active: Callable[[Box], bool] | None = None) -> list[Detection]: ...
+    last_tiles_run: int
+
+    def detect(self, image: RGBImage, *, tiles_to_run: Callable[[Tile], bool] | None = None
+               ) -> list[Detection]: ...
 
 
 QualityFn = Callable[[RGBImage, Detection, RGBImage], float]
@@ -79,10 +83,14 @@ class RecognizerParts:
     quality: QualityFn
     tracker: IoUTracker
     selector: FaceSelector
-    decider: TrackDecider[Evidence]
+    decider: TrackDecider[Evidence | None]
     # Built on the first frame, whose size the gate needs; None disables gating.
     motion_factory: Callable[[tuple[int, int]], MotionGate] | None = None
     counters: Counters = field(default_factory=Counters)
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _crop_with_margin(image: RGBImage, box: Box, margin: float = 0.4) -> RGBImage:
@@ -128,18 +136,24 @@ class Recognizer:
         c.frames += 1
         with self._lock:
             matcher, floor = self._matcher, self._threshold
-        active: Callable[[Box], bool] | None = None
+        active: Callable[[Tile], bool] | None = None
         if self.p.motion_factory is not None:
             if self._motion is None:
                 h, w = frame.image.shape[:2]
                 self._motion = self.p.motion_factory((w, h))
             grey = frame.lores if frame.lores is not None else frame.image
             mmap: MotionMap = self._motion.update(grey)
-            if not mmap.forced and not mmap.any_motion() and not self.p.tracker.tracks:
+            live = [t.box for t in self.p.tracker.tracks]
+            if not mmap.forced and not mmap.any_motion and not live:
                 c.frames_still += 1
                 return []
-            active = mmap.active if not mmap.forced else None
-        dets = [d for d in self.p.finder.detect(frame.image, active)]
+            if not mmap.forced:
+                # A tile runs if something moved in it or a live track is in it, so a
+                # person who stops walking is not lost by the gate.
+                def active(tile: Tile) -> bool:
+                    return mmap.active(tile.box) or any(_overlaps(tile.box, b) for b in live)
+        dets = self.p.finder.detect(frame.image, tiles_to_run=active)
+        c.tiles_run += self.p.finder.last_tiles_run
         c.detections += len(dets)
         update = self.p.tracker.update([d.box for d in dets], frame.index)
         c.tracks += len(update.started)
@@ -176,7 +190,7 @@ class Recognizer:
             if decision is not None:
                 self.counters.decisions += 1
                 self.p.selector.close(track_id)
-                out.append(decision)  # type: ignore[arg-type]  # evidence is set for matches
+                out.append(decision)  # type: ignore[arg-type]  # evidence is set for every match
         self.counters.suppressed = self.p.decider.suppressed
         return out
 

@@ -139,7 +139,9 @@ class Runner:
         drained = self.dev.link.close(drain_timeout=self.cfg.outbox.drain_timeout_s)
         depth = self.dev.outbox.depth()
         self.dev.close()
-        log.info("stopped; outbox %s (%d pending)", "drained" if drained else "NOT drained", depth)
+        log.info("stopped; outbox %s (%d pending); counters %s; frames dropped %d; alerts %d",
+                 "drained" if drained else "NOT drained", depth, self.dev.recognizer.counters.as_dict(),
+                 self.dev.capture.buffer.dropped, self.stats.alerts)
         self.notifier.close()
 
     # --- processing thread ------------------------------------------------------------

@@ -24,7 +24,7 @@ from edge.watchlist.bundle import DeviceIdentity, ModelRef, VerifiedBundle
 from edge.watchlist.keys import load_device_key
 from edge.watchlist.order import DeploymentOrder, verify_order
 from edge.watchlist.state import BundleStore
-from edge.watchlist.trust import TrustRoot, parse_trust
+from edge.watchlist.trust import TrustRoot, load_pinned
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Watchlist:
         self.model = model
         self.floor = threshold_floor
         self.store = BundleStore(state_dir / "bundle")
-        self.trust: TrustRoot = parse_trust(
+        self.trust: TrustRoot = load_pinned(
             _read(trust_cfg.trust_file, "trust file", "provision it with `edge trust init`"))
         self._key: nacl.public.PrivateKey = load_device_key(trust_cfg.device_key)
         self.active: Activation | None = None

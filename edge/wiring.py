@@ -29,7 +29,7 @@ from edge.motion import MotionGate
 from edge.perception.align import TemplateAligner
 from edge.perception.detector import BlazeFaceDetector, DetectorConfig
 from edge.perception.embedder import DlibEmbedder
-from edge.perception.manifest import Manifest, load_manifest
+from edge.perception.manifest import load_manifest
 from edge.perception.quality import face_quality
 from edge.perception.runtime import DelegateLoader, default_delegate_loader
 from edge.perception.tiling import TiledDetector, TilingConfig
@@ -39,11 +39,9 @@ from edge.sources.base import ThreadedCapture
 from edge.track import FaceSelector, IoUTracker
 from edge.watch import Watchlist
 from edge.watchlist.bundle import ModelRef
+from edge.watchlist.model import embedder_ref, threshold_floor
 
 log = logging.getLogger(__name__)
-
-DEFAULT_THRESHOLD_FLOOR = 0.80
-
 
 def _variant(v: str) -> str | None:
     return None if v == "auto" else v
@@ -51,21 +49,6 @@ def _variant(v: str) -> str | None:
 
 def _refusing_loader(library: str) -> Any:
     raise OSError(f"{library}: Edge TPU disabled in config (models.edgetpu = false)")
-
-
-def threshold_floor(manifest: Manifest, family: str) -> float:
-    """The model card's floor: the lowest threshold any bundle or config may set."""
-    entry = manifest.variant(family, "float32")
-    card = entry.extra.get("model_card")
-    if isinstance(card, dict) and isinstance(card.get("threshold_floor"), int | float):
-        return float(card["threshold_floor"])
-    return DEFAULT_THRESHOLD_FLOOR
-
-
-def embedding_model_ref(manifest: Manifest, family: str) -> ModelRef:
-    """Bundles name the embedding space by family and the float reference file's hash."""
-    entry = manifest.variant(family, "float32")
-    return ModelRef(id=family, sha256=entry.sha256)
 
 
 @dataclass
@@ -168,9 +151,8 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     embedder = DlibEmbedder.from_models_dir(
         manifest.models_dir, variant=_variant(mc.embedder_variant), delegate_loader=loader,
         num_threads=mc.threads)
-    model = embedding_model_ref(manifest, embedder.model_id.split(":")[0]
-                                if ":" in embedder.model_id else "dlib_resnet_v1")
-    floor = threshold_floor(manifest, model.id)
+    model = embedder_ref(manifest)
+    floor = threshold_floor(manifest)
     if cfg.matching.threshold is not None and cfg.matching.threshold < floor:
         raise ModelError(f"matching.threshold {cfg.matching.threshold} is below the model card's "
                          f"floor {floor}; raise it or remove it to use the bundle's threshold")
@@ -178,11 +160,15 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     watch = Watchlist(cfg.device, cfg.trust, state_dir, model, floor)
     watch.load(now)
 
-    finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile=dc.tile, overlap=dc.overlap))
+    finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
     tc = cfg.tracking
     source = open_source(cfg.source.kind, cfg.source.target, fps=cfg.source.fps,
                          realtime=cfg.source.realtime)
-    capture = ThreadedCapture(lambda: iter(source), name="capture", maxsize=cfg.source.queue)
+    # A live camera drops the oldest frame when inference falls behind; a file or
+    # scene replayed faster than real time waits instead (nothing to drop for).
+    lossless = cfg.source.kind in ("file", "folder", "scenario") and not cfg.source.realtime
+    capture = ThreadedCapture(lambda: iter(source), name="capture", maxsize=cfg.source.queue,
+                              lossless=lossless)
     motion: Callable[[tuple[int, int]], MotionGate] | None = None
     if dc.motion:
         motion = functools.partial(MotionGate, min_active=dc.motion_threshold)

@@ -1,6 +1,6 @@
 """Build the dlib ResNet face embedder as TFLite float32 and full-integer int8.
 
-    .venv-build/bin/python models/build_embedder.py [--models-dir models]
+    .venv-build/bin/python models/build_embedder.py [--sources DIR] [--testdata DIR] [--out DIR]
 
 Steps:
 1. read dlib's ``dlib_face_recognition_resnet_model_v1.dat`` with
@@ -16,9 +16,14 @@ Steps:
 5. record both in ``models/manifest.json`` (only the embedder entries).
 
 The calibration chips are cut with the firmware's own detector and aligner
-(``edge.perception``), from the faces listed in ``CALIBRATION_IMAGES``: the
-faces the tests do not assert on come first and most; the test photos join
-only through heavy augmentation (shift, scale, rotation, flip, light).
+(``edge.perception``), from the faces listed in ``CALIBRATION_IMAGES``. The
+pinned packages hold few faces: those no verification test asserts on (the
+cameraman, the two partial Obama photos) weigh most; the test photos join
+with fewer, heavily augmented copies (shift, scale, rotation, flip, light).
+The masked faces are listed but BlazeFace finds none of them. ``32bit.png``
+is a copy of obama2.jpg and is left out.
+
+The CPU-preferred variant is chosen by timing both files here.
 """
 
 from __future__ import annotations
@@ -53,10 +58,10 @@ SOURCE = {
 FAMILY = "dlib_resnet_v1"
 FP32_FILE = "dlib_resnet_v1_fp32.tflite"
 INT8_FILE = "dlib_resnet_v1_int8.tflite"
-# Faces not asserted on by the tests first (weight 4), test photos after (weight 1).
+# Faces no verification test asserts on weigh most; test photos after (weight 1).
 CALIBRATION_IMAGES: tuple[tuple[str, int], ...] = (
     ("mask_black.jpg", 4), ("mask_blue.jpg", 4), ("mask_green.jpg", 4), ("mask_white.jpg", 4),
-    ("camera.png", 4), ("32bit.png", 4), ("obama_partial_face2.jpg", 2),
+    ("camera.png", 4), ("obama_partial_face.jpg", 3), ("obama_partial_face2.jpg", 3),
     ("obama.jpg", 1), ("obama2.jpg", 1), ("obama3.jpg", 1), ("biden.jpg", 1),
     ("t1.jpg", 1), ("Tom_Hanks_54745.png", 1), ("astronaut.png", 1),
 )
@@ -114,7 +119,7 @@ def tf_function(ops: list[Op]) -> Any:
             return tf.pad(x, pads)
         return x
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 150, 150, 3], tf.float32, name="rgb")])
+    @tf.function(input_signature=[tf.TensorSpec([1, 150, 150, 3], tf.float32, name="rgb")])  # type: ignore[untyped-decorator]
     def embed(rgb: Any) -> Any:
         x = rgb
         tags: dict[int, Any] = {}
@@ -180,7 +185,7 @@ def augmented_chips(testdata: Path, models_dir: Path, seed: int = 0) -> Iterator
         for _ in range(weights[name] * AUGMENTATIONS_PER_WEIGHT):
             angle = rng.uniform(-12, 12)
             scale = rng.uniform(0.9, 1.1)
-            jitter = cv2.getRotationMatrix2D((75, 75), angle, scale)
+            jitter = np.asarray(cv2.getRotationMatrix2D((75, 75), angle, scale), np.float64)
             jitter[:, 2] += rng.uniform(-6, 6, 2)
             full = np.vstack([jitter, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]])
             chip = cv2.warpAffine(rgb, full[:2], (150, 150), flags=cv2.INTER_LINEAR)
@@ -218,10 +223,26 @@ def run_tflite(path: Path, chips: np.ndarray) -> np.ndarray:
     return model.run(chips.astype(np.float32))[0]
 
 
+def latency_ms(path: Path, n: int = 30) -> float:
+    import time
+
+    from edge.perception.runtime import open_file
+
+    model = open_file(path)
+    x = np.zeros((1, 150, 150, 3), np.float32)
+    for _ in range(3):
+        model.run(x)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        model.run(x)
+    return (time.perf_counter() - t0) / n * 1e3
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    return np.sum(a * b, axis=-1)
+    out: np.ndarray = np.sum(a * b, axis=-1)
+    return out
 
 
 def io_spec(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -269,14 +290,15 @@ def write_manifest(models_dir: Path, entries: dict[str, dict[str, Any]]) -> None
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models-dir", type=Path, default=HERE)
-    ap.add_argument("--source", type=Path,
-                    default=ROOT / ".cache/model-sources/dlib_face_recognition_resnet_model_v1.dat")
+    ap.add_argument("--out", "--models-dir", dest="models_dir", type=Path, default=HERE)
+    ap.add_argument("--sources", type=Path, default=ROOT / ".cache" / "model-sources",
+                    help="folder holding dlib_face_recognition_resnet_model_v1.dat")
     ap.add_argument("--testdata", type=Path, default=ROOT / ".cache/testdata")
     args = ap.parse_args(argv)
     import tensorflow as tf
 
     tf.random.set_seed(0)
+    args.source = args.sources / SOURCE["file"]
     net = read_dlib_net(args.source)
     ops = fold(net)
     fn = tf_function(ops)
@@ -300,8 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"float TFLite vs reference cos min {cosine(f32, ref).min():.6f}; "
           f"int8 vs float cos min {cosine(i8, f32).min():.4f}")
 
+    speed = {"float32": latency_ms(fp32_path), "int8": latency_ms(int8_path)}
+    preferred = min(speed, key=lambda v: speed[v])
+    print("CPU latency ms:", {k: round(v, 2) for k, v in speed.items()}, "->", preferred)
+
     SOURCE["sha256"] = sha256(args.source)
-    build = "make models  (python models/build_embedder.py)"
+    build = ("make models  (models/build_embedder.py --sources .cache/model-sources "
+             "--testdata .cache/testdata --out models)")
     pre = ("RGB uint8 chip 150x150 (dlib get_face_chip layout, padding 0.25) fed as float32 "
            f"pixel values 0..255; dlib's (x - mean_rgb {tuple(round(v, 3) for v in net.mean_rgb)}"
            ") / 256 is folded into the first convolution. Output: dlib's raw 128-D descriptor; "
@@ -325,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         inputs, outputs = io_spec(path)
         entry = {"file": path.name, "sha256": sha256(path), **common, "variant": variant,
                  "inputs": inputs, "outputs": outputs, "quantization": quant,
-                 "cpu_preferred": variant == "float32"}
+                 "cpu_preferred": variant == preferred,
+                 "cpu_latency_ms": {"mean": round(speed[variant], 2),
+                                    "runtime": "ai-edge-litert, 2 threads, build machine"}}
         if variant == "int8":
             entry["edgetpu_file"] = path.stem + "_edgetpu.tflite"
         entries[f"{FAMILY}_{'fp32' if variant == 'float32' else variant}"] = entry

@@ -61,10 +61,12 @@ def chip_matrix(details: Any) -> np.ndarray:
         dx, dy = x - cx, y - cy
         return (c * dx - s * dy + cx, s * dx + c * dy + cy)
 
-    src = np.float32([rot(r.left(), r.top()), rot(r.right(), r.top()),
-                      rot(r.right(), r.bottom())])
-    dst = np.float32([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]])
-    return cv2.getAffineTransform(src, dst).astype(np.float64)
+    src = np.array([rot(r.left(), r.top()), rot(r.right(), r.top()),
+                    rot(r.right(), r.bottom())], np.float32)
+    dst = np.array([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]],
+                   np.float32)
+    m: np.ndarray = np.asarray(cv2.getAffineTransform(src, dst), np.float64)
+    return m
 
 
 class DlibPipeline:
@@ -81,7 +83,7 @@ class DlibPipeline:
         dets = self.detector(rgb, 1)
         if len(dets) == 0:
             dets = self.detector(rgb, 2)
-        out = []
+        out: list[DlibFace] = []
         for d in sorted(dets, key=lambda r: r.left()):
             shape = self.shape(rgb, d)
             details = self.dlib.get_face_chip_details(shape, 150, 0.25)

@@ -221,10 +221,10 @@ def _read_details(s: _Stream, kind: str, args: tuple[int, ...]) -> Op:
         if num_outputs != args[0] or bias_mode != 1:  # FC_NO_BIAS == 1
             raise DlibFormatError(f"fc outputs {num_outputs}, bias mode {bias_mode}")
         del use_bias  # no bias in fc_no_bias whatever the flag says
-        w = params.reshape(-1)[: num_inputs * num_outputs].reshape(num_inputs, num_outputs)
+        fc_w = params.reshape(-1)[: num_inputs * num_outputs].reshape(num_inputs, num_outputs)
         if wshape[:2] != (num_inputs, num_outputs):
             raise DlibFormatError(f"fc weight alias {wshape}")
-        return Op("fc", weights=w.copy())
+        return Op("fc", weights=fc_w.copy())
     raise DlibFormatError(f"unknown layer kind {kind}")
 
 
@@ -321,12 +321,14 @@ def _conv(x: F32, w: F32, b: F32, stride: int, pad: int) -> F32:
 
 def _pool(x: F32, size: int, stride: int, how: str) -> F32:
     if size == 0:
-        return x.mean(axis=(1, 2), keepdims=True)
-    c, h, w = x.shape
+        mean: F32 = x.mean(axis=(1, 2), keepdims=True)
+        return mean
+    _, h, w = x.shape
     oh, ow = (h - size) // stride + 1, (w - size) // stride + 1
     win = np.stack([x[:, i : i + stride * oh : stride, j : j + stride * ow : stride]
                     for i in range(size) for j in range(size)])
-    return (win.max(axis=0) if how == "max" else win.mean(axis=0)).astype(np.float32)
+    out: F32 = (win.max(axis=0) if how == "max" else win.mean(axis=0)).astype(np.float32)
+    return out
 
 
 def _add_padded(a: F32, b: F32) -> F32:

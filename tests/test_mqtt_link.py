@@ -63,7 +63,7 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
         ids = [link.publish_alert(alert(i)) for i in range(1, 6)]
         assert sub.wait_for(lambda s: len(s.payloads("/alerts")) == 5)
         assert [json.loads(p)["seq"] for p in sub.payloads("/alerts")] == [1, 2, 3, 4, 5]
-        assert until(lambda: ob.depth == 0) and sorted(acked) == ids
+        assert until(lambda: ob.depth() == 0) and sorted(acked) == ids
         st = status_of(sub)
         assert st is not None and st["availability"] == "online" and st["bundle_version"] == 3
         # The subscribed bundle topic reaches the handler given at construction.
@@ -100,10 +100,10 @@ def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_pat
         killed_at = len(sub.payloads("/alerts"))
         assert until(lambda: not link.connected, 5)
         time.sleep(3.0)
-        assert ob.depth > 0  # alerts accumulate on disk during the outage
+        assert ob.depth() > 0  # alerts accumulate on disk during the outage
         broker.start()
         producer.join()
-        assert until(lambda: ob.depth == 0, 20), link.health()
+        assert until(lambda: ob.depth() == 0, 20), link.health()
         assert sub.wait_for(lambda s: len({json.loads(p)["event_id"]
                                            for p in s.payloads("/alerts")}) == n, 20)
         health = link.health()
@@ -128,10 +128,12 @@ def test_acl_refusal_keeps_event_and_counts(make_broker: Callable[..., Broker],
            f"topic read edge/{DEV}/review\n")
     broker = make_broker(acl=acl)
     with Outbox(tmp_path / "o.db") as ob:
-        link = MqttLink(plain(broker), ob).start()
+        link = MqttLink(plain(broker, refused_retry_s=0.3), ob).start()
         assert until(lambda: link.connected)
         event_id = link.publish_alert(alert(1))
         assert until(lambda: link.health().refused >= 1)
+        # Retried later (the ACL may be fixed), still refused, still kept.
+        assert until(lambda: link.health().refused >= 3, 5)
         health = link.health()
         assert health.last_refusal is not None and "0x87" in health.last_refusal
         assert [e.id for e in ob.pending()] == [event_id]
@@ -163,7 +165,7 @@ def test_tls_with_client_certificates(tls_broker: Broker, test_pki: Pki,
         link = MqttLink(bad_cfg, ob).start()
         link.publish_alert(alert(1))
         assert until(lambda: "UNKNOWN_CA" in (link.health().last_error or ""), 10)
-        assert not link.connected and ob.depth == 1
+        assert not link.connected and ob.depth() == 1
         link.close(0.2)
 
 
@@ -215,7 +217,7 @@ def test_firmware_crash_before_puback_delivers_after_restart(
     with Outbox(db) as ob:
         assert [e.id for e in ob.pending()] == [written]
         link = MqttLink(cfg, ob).start()
-        assert until(lambda: ob.depth == 0)
+        assert until(lambda: ob.depth() == 0)
         assert link.health().delivered == 1  # this process delivered it, not the dead one
         link.close(2)
     eid = json.loads(event)["event_id"]
@@ -237,7 +239,7 @@ def test_periodic_stats_go_through_the_outbox(broker: Broker, tmp_path: Path) ->
                         stats_provider=stats).start()
         assert sub.wait_for(lambda s: len(s.payloads("/stats")) >= 3)
         link.close(1)
-        assert ob.depth == 0
+        assert ob.depth() == 0
     frames = [json.loads(p)["frames"] for p in sub.payloads("/stats")]
     assert frames == sorted(frames) and frames[0] == 10
     sub.close()
@@ -279,7 +281,7 @@ def test_keeps_retrying_without_broker_and_says_why(tmp_path: Path) -> None:
         health = link.health()
         assert link.alive()
         assert link.close(0.2) is False
-        assert ob.depth == 1
+        assert ob.depth() == 1
     assert health.state in ("backoff", "connecting") and not health.connected
     assert health.last_error is not None and str(port) in health.last_error
 

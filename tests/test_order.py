@@ -56,8 +56,11 @@ def test_order_refusals() -> None:
     data[8 + 2 + len(ORDER_TYPE) + 4 + 10] ^= 1  # inside the header
     with pytest.raises(SignatureError):
         verify_order(bytes(data), w.trust(), FLEET)
-    for change in ({"dpia_ref": None}, {"retention_days": 90}, {"camera_ids": []},
-                   {"valid_until": canonical.format_time(T0)}):
+    changes: tuple[dict[str, object], ...] = (
+        {"dpia_ref": None}, {"retention_days": 90}, {"camera_ids": []},
+        {"valid_until": canonical.format_time(T0)},
+    )
+    for change in changes:
         doc = ORDER.to_json() | change
         doc = {k: v for k, v in doc.items() if v is not None}
         env = Envelope(ORDER_TYPE, canonical.dumps(doc), b"").sign(w.order)

@@ -30,7 +30,7 @@ def test_pending_in_insertion_order_and_ack_removes(tmp_path: Path) -> None:
         assert [e.id for e in ob.pending()] == [ids[0], ids[1], ids[3], ids[4]]
         assert [e.id for e in ob.pending(after_id=ids[1], limit=1)] == [ids[3]]
         assert ob.get(ids[4]) is not None and ob.get(ids[2]) is None
-        assert ob.stats().acked == 1 and ob.depth == 4
+        assert ob.stats().acked == 1 and ob.depth() == 4
 
 
 def test_reopen_keeps_events_order_and_counters(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_telemetry_dropped_before_alerts_and_alerts_refused_loudly(tmp_path: Pat
         a1 = ob.put("alert", "t/alerts", b"a1")
         s2 = ob.put("status", "t/status", b"s2")
         a2 = ob.put("alert", "t/alerts", b"a2")
-        assert ob.depth == 4
+        assert ob.depth() == 4
         a3 = ob.put("alert", "t/alerts", b"a3")  # drops s1, the oldest telemetry
         assert [e.id for e in ob.pending()] == [a1, s2, a2, a3]
         a4 = ob.put("alert", "t/alerts", b"a4")  # drops s2
@@ -154,4 +154,22 @@ def test_survives_sigkill_mid_write(tmp_path: Path) -> None:
         for e in events:
             body, digest = e.payload[:-32], e.payload[-32:]
             assert hashlib.sha256(body).digest() == digest
-        assert ob.depth == len(ids)
+        assert ob.depth() == len(ids)
+
+
+def test_put_alert_numbers_seq_durably_without_gaps(tmp_path: Path) -> None:
+    def build(seq: int) -> bytes:
+        return b'{"seq": %d}' % seq
+
+    with Outbox(tmp_path / "o.db", max_events=3) as ob:
+        got = [ob.put_alert("t/alerts", build) for _ in range(3)]
+        assert [s for _, s in got] == [1, 2, 3]
+        with pytest.raises(OutboxFullError):
+            ob.put_alert("t/alerts", build)  # refused: consumes no seq
+        assert ob.last_seq == 3
+        for event_id, _ in got:
+            ob.ack(event_id)
+    with Outbox(tmp_path / "o.db", max_events=3) as ob:  # a restart continues the numbering
+        event_id, seq = ob.put_alert("t/alerts", build)
+        assert seq == 4 and ob.get(event_id) is not None
+        assert ob.pending()[0].payload == b'{"seq": 4}'

@@ -188,7 +188,7 @@ def test_stream_backoff_is_capped() -> None:
     opener = FakeOpener([FakeCapture(1), *[None] * 8, FakeCapture(1)])
     src = StreamSource("/dev/video0", opener=opener, threaded=False, sleep=clock.sleep,
                        backoff_initial=1.0, backoff_max=4.0, max_failures=20)
-    frames = []
+    frames: list[Frame] = []
     with pytest.raises(CameraError):
         frames.extend(src)
     assert len(frames) == 2

@@ -15,7 +15,14 @@ from edge.errors import (
 )
 from edge.watchlist.envelope import Envelope
 from edge.watchlist.state import install_trust
-from edge.watchlist.trust import TrustRoot, load_pinned, parse_trust, rotate, trust_document
+from edge.watchlist.trust import (
+    TrustRoot,
+    load_pinned,
+    parse_structure,
+    parse_trust,
+    rotate,
+    trust_document,
+)
 from edge.watchlist.verify import verify_bundle
 from tests.watchlist_world import FLOOR, MODEL, T0, World, pub, signing_key
 
@@ -113,7 +120,9 @@ def test_pinned_root_must_be_self_signed_and_well_formed() -> None:
     bad = Envelope(doc.payload_type, doc.header.replace(b'"threshold":1', b'"threshold":5', 1),
                    b"")
     with pytest.raises(TrustError):
-        parse_trust(bad.sign(OLD).encode())
+        parse_structure(bad.sign(OLD).encode())
+    with pytest.raises(ThresholdError):  # the name devices call never skips signatures
+        parse_trust(doc.encode())
 
 
 def test_install_trust_writes_only_an_accepted_rotation(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from edge.watchlist.trust import TrustRoot, load_pinned, trust_document
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 MODEL = ModelRef("dlib_resnet_v1", "ab" * 32)
-FLOOR = 0.80
+FLOOR = 0.90
 FLEET = "boulevard"
 
 
@@ -93,7 +93,7 @@ class World:
             fleet_id=FLEET,
             recipients={self.device.device_id: bytes(self.dkey.public_key)},
             model=MODEL,
-            threshold=0.85,
+            threshold=0.92,
             entries=entries if entries is not None else [entry(self.rng, i) for i in range(n)],
         )
         args.update(kw)

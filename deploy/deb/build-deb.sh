@@ -17,6 +17,7 @@ VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$SRC/pyproject.toml" | head -n1)
 [ -f "$SRC/models/manifest.json" ] || { echo "build-deb: models/manifest.json missing: run make models" >&2; exit 1; }
 
 STAGE=$(mktemp -d)
+chmod 0755 "$STAGE"
 trap 'rm -rf "$STAGE"' EXIT
 umask 022
 
@@ -57,7 +58,7 @@ Recommends: python3-picamera2, libedgetpu1-std, mosquitto-clients
 Description: Edge watchlist appliance firmware (camera, Coral, MQTT)
  Face detection and watchlist matching on a Raspberry Pi with a Coral Edge TPU,
  publishing match events to a central MQTT broker over TLS. Runs as the
- hardened systemd service edge.service; commission with `edge selftest`.
+ hardened systemd service edge.service; commission with "edge selftest".
  The postinst creates the service user and the venv in /opt/edge/venv; pip
  installs paho-mqtt 2.x and the TFLite runtime (deploy/requirements-device.txt).
 EOF
@@ -99,5 +100,5 @@ chmod 0755 "$STAGE/DEBIAN/postinst" "$STAGE/DEBIAN/prerm" "$STAGE/DEBIAN/postrm"
 
 mkdir -p "$OUT"
 DEB="$OUT/${PKG}_${VERSION}_all.deb"
-dpkg-deb --root-owner-group -Zxz --build "$STAGE" "$DEB" >/dev/null
+dpkg-deb --root-owner-group -Zgzip -z6 --build "$STAGE" "$DEB" >/dev/null
 printf '%s\n' "$DEB"

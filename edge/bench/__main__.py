@@ -12,6 +12,7 @@ import sys
 
 SECTIONS: dict[str, str] = {
     "detector": "edge.bench.perception",
+    "embedder": "edge.bench.embedder",
     "bundle": "edge.bench.bundle",
     "audit": "edge.bench.audit",
 }

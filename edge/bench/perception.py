@@ -15,6 +15,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,10 @@ def _timed(fn: Callable[[], object], n: int, warmup: int) -> tuple[float, float]
         fn()
         times[i] = (time.perf_counter() - t0) * 1e3
     return float(times.mean()), float(np.percentile(times, 95))
+
+
+def _invokes(model: TFLiteModel, x: np.ndarray, n: int) -> tuple[float, float]:
+    return _timed(lambda: model.run(x), n, 20)
 
 
 def _image(name: str, fallback_shape: tuple[int, int]) -> RGBImage:
@@ -75,9 +80,9 @@ def run(args: argparse.Namespace | None = None, n: int = 200) -> None:
         models: dict[str, TFLiteModel] = {
             v: open_file(manifest.path(e), e) for v, e in sorted(entries.items())
         }
-        base = _timed(lambda: models["fp16"].run(x), n, 20)
+        base = _invokes(models["fp16"], x, n)
         for v, model in models.items():
-            mean, p95 = base if v == "fp16" else _timed(lambda m=model: m.run(x), n, 20)
+            mean, p95 = base if v == "fp16" else _invokes(model, x, n)
             mark = " (cpu_preferred)" if entries[v].cpu_preferred else ""
             print(f"{entries[v].model_id + mark:40s} {mean:7.2f}  {p95:7.2f}   "
                   f"{mean / base[0]:5.2f}", flush=True)
@@ -86,11 +91,11 @@ def run(args: argparse.Namespace | None = None, n: int = 200) -> None:
     frame = _frame_1080p()
     for variant in ("float32", "int8"):
         det = BlazeFaceDetector.from_models_dir(None, variant=variant, delegate_loader=_no_tpu)
-        mean, p95 = _timed(lambda d=det: d.detect(photo), 50, 5)
+        mean, p95 = _timed(partial(det.detect, photo), 50, 5)
         print(f"  {det.model_id:38s} {mean:7.2f}  {p95:7.2f}  ({photo.shape[1]}x{photo.shape[0]})")
     for variant in ("float32", "int8"):
         det = BlazeFaceDetector.from_models_dir(None, variant=variant, delegate_loader=_no_tpu)
         tiled = TiledDetector(det)
-        mean, p95 = _timed(lambda t=tiled: t.detect(frame), 10, 1)
+        mean, p95 = _timed(partial(tiled.detect, frame), 10, 1)
         print(f"  tiled 1080p, {tiled.last_tiles_run} tiles, {det.model_id:24s} "
               f"{mean:7.1f}  {p95:7.1f}  ({mean / tiled.last_tiles_run:.2f} ms/tile)")

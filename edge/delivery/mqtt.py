@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.delivery.outbox import Outbox, OutboxStats
-from edge.errors import BrokerError
+from edge.errors import BrokerError, OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class LinkConfig:
     client_id: str | None = None
     connect_timeout_s: float = 5.0
     backoff_min_s: float = 0.5
-    backoff_max_s: float = 60.0
+    backoff_max_s: float = 30.0
     max_inflight: int = 20
     refused_retry_s: float = 60.0
     stats_interval_s: float = 60.0
@@ -183,7 +183,8 @@ class MqttLink:
         """Persist an alert (raises OutboxFullError when full) and wake the link."""
         event_id = self.outbox.put("alert", self.config.topic("alerts"), payload, 1)
         self.wake()
-        assert event_id is not None  # only telemetry is ever dropped
+        if event_id is None:  # pragma: no cover - put() drops only telemetry
+            raise OutboxError("outbox dropped an alert")
         return event_id
 
     def publish_stats(self, stats: dict[str, Any]) -> int | None:
@@ -231,6 +232,8 @@ class MqttLink:
         """Try to flush the outbox, publish ``offline``, disconnect; True if all was sent."""
         t = self._thread
         if t is None:
+            self._wake_r.close()
+            self._wake_w.close()
             return self.outbox.pending(limit=1) == []
         self._drain_deadline = time.monotonic() + drain_timeout
         self._stopping = True
@@ -312,7 +315,7 @@ class MqttLink:
         # TLS may hold decrypted bytes that select() cannot see.
         buffered = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
         wlist = [sock] if client.want_write() else []
-        timeout = 0.0 if buffered else 1.0
+        timeout = 0.0 if buffered else self._idle_timeout()
         r, w, _ = select.select([sock, self._wake_r], wlist, [], timeout)
         if self._wake_r in r:
             self._drain_wake()
@@ -324,6 +327,15 @@ class MqttLink:
             return
         if client.socket() is None or client.loop_misc() != 0:
             conn.lost = True
+
+    def _idle_timeout(self) -> float:
+        """How long the loop may sleep: wake for the next stats or refused-event retry."""
+        now = time.monotonic()
+        due = [now + 1.0]
+        if self._stats_provider is not None:
+            due.append(self._next_stats)
+        due += self._refused_ids.values()
+        return max(0.0, min(due) - now)
 
     # --- connection -------------------------------------------------------------
 
@@ -387,7 +399,7 @@ class MqttLink:
                     sock.close()
             if conn.connected:
                 log.warning("mqtt: disconnected (%s); %d events pending in the outbox",
-                            why, self.outbox.depth)
+                            why, self.outbox.depth())
             else:
                 detail = f": {conn.why}" if conn.why else ""
                 detail += f"; {conn.log_error}" if conn.log_error else ""
@@ -422,7 +434,7 @@ class MqttLink:
             self._connects += 1
             self._state = "connected"
         log.info("mqtt: connected to %s:%d; %d events pending", self.config.host,
-                 self.config.port, self.outbox.depth)
+                 self.config.port, self.outbox.depth())
         self._publish_status(conn, "online")
         topics = [(self.config.topic(leaf), 1) for leaf in self.config.subscriptions]
         if topics:
@@ -521,7 +533,7 @@ class MqttLink:
         return json.dumps(status, separators=(",", ":"), sort_keys=True).encode()
 
     def _maybe_stats(self, now: float) -> None:
-        if self._stats_provider is None or now < self._next_stats:
+        if self._stats_provider is None or self._stopping or now < self._next_stats:
             return
         self._next_stats = now + self.config.stats_interval_s
         self.publish_stats(self._stats_provider())
@@ -540,7 +552,7 @@ class MqttLink:
         self._conn = None
         with self._lock:
             self._state = "stopped"
-        left = self.outbox.depth
+        left = self.outbox.depth()
         if left:
             log.warning("mqtt: stopped with %d events left in the outbox (sent after restart)",
                         left)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
-COUNTER_NAMES: Final = ("dropped_telemetry", "refused_alerts", "acked")
+COUNTER_NAMES: Final = ("dropped_telemetry", "refused_alerts", "acked", "alert_seq")
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,32 @@ class Outbox:
         ``dropped_telemetry``). Raises :class:`OutboxFullError` for an alert
         that does not fit after all telemetry has been dropped.
         """
+        event_id, _ = self._insert(kind, topic, lambda _seq: payload, qos, with_seq=False)
+        return event_id
+
+    def put_alert(self, topic: str, build: Callable[[int], bytes], qos: int = 1) -> tuple[int, int]:
+        """Persist an alert numbered with the next per-device ``seq``; returns (id, seq).
+
+        ``build(seq)`` makes the payload. The seq is allocated in the same
+        transaction as the insert: it survives restarts, and a refused alert
+        (:class:`OutboxFullError`) does not consume one, so consumers see no gap
+        that is not a real loss.
+        """
+        event_id, seq = self._insert("alert", topic, build, qos, with_seq=True)
+        if event_id is None:  # pragma: no cover - alerts are refused, never dropped
+            raise OutboxError("outbox dropped an alert")
+        return event_id, seq
+
+    def _insert(
+        self, kind: str, topic: str, build: Callable[[int], bytes], qos: int, with_seq: bool
+    ) -> tuple[int | None, int]:
         if qos not in (0, 1, 2):
             raise OutboxError(f"invalid qos {qos}")
-        size = len(payload)
         telemetry = kind in TELEMETRY_KINDS
         with self._lock:
+            seq = self._counters.get("alert_seq", 0) + 1 if with_seq else 0
+            payload = build(seq)
+            size = len(payload)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -128,7 +150,7 @@ class Outbox:
                         self._bump(name)
                         self._db.execute("COMMIT")
                         if telemetry:
-                            return None
+                            return None, 0
                         raise OutboxFullError(
                             f"outbox full ({self._count} events, {self._bytes} bytes, all alerts):"
                             f" alert refused; {self._counters['refused_alerts']} refused so far"
@@ -137,6 +159,8 @@ class Outbox:
                         "INSERT INTO events (kind, topic, payload, qos) VALUES (?, ?, ?, ?)",
                         (kind, topic, sqlite3.Binary(payload), qos),
                     )
+                    if with_seq:
+                        self._bump("alert_seq")
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -152,7 +176,7 @@ class Outbox:
             self._check_fill()
         if event_id is None:  # pragma: no cover - sqlite always sets it after INSERT
             raise OutboxError("outbox insert returned no id")
-        return int(event_id)
+        return int(event_id), seq
 
     def _make_room(self, size: int) -> bool:
         """Drop the oldest telemetry until ``size`` more bytes fit; inside a transaction."""
@@ -246,9 +270,13 @@ class Outbox:
 
     # --- status ------------------------------------------------------------------
 
-    @property
     def depth(self) -> int:
         return self._count
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last alert accepted by ``put_alert`` (0 before the first)."""
+        return self._counters["alert_seq"]
 
     @property
     def fill_ratio(self) -> float:

@@ -72,8 +72,10 @@ def _models_json(analyzer: FaceAnalyzer) -> dict[str, Any]:
 def cmd_embed(args: argparse.Namespace) -> int:
     images = [load_image(p) for p in args.images]  # fail on a bad file before model loading
     analyzer = _analyzer(args)
-    results = [{"image": str(p), "faces": [face_json(a) for a in analyzer.analyze_detailed(img)]}
-               for p, img in zip(args.images, images, strict=True)]
+    results: list[dict[str, Any]] = [
+        {"image": str(p), "faces": [face_json(a) for a in analyzer.analyze_detailed(img)]}
+        for p, img in zip(args.images, images, strict=True)
+    ]
     if args.json:
         json.dump({"models": _models_json(analyzer), "images": results}, sys.stdout)
         sys.stdout.write("\n")

@@ -38,7 +38,8 @@ def l2_normalise(x: npt.NDArray[np.floating]) -> FloatArray:
     """Rows scaled to unit length; an all-zero row stays zero instead of NaN."""
     v = np.asarray(x, np.float32)
     n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return (v / np.maximum(n, np.float32(1e-12))).astype(np.float32)
+    out: FloatArray = (v / np.maximum(n, np.float32(1e-12))).astype(np.float32)
+    return out
 
 
 class DlibEmbedder:

@@ -51,9 +51,18 @@ def _interpreter_module() -> Any:
     )
 
 
+_DELEGATES: dict[str, Any] = {}
+
+
 def default_delegate_loader(library: str) -> Any:
-    """Load a TFLite external delegate by shared-library name."""
-    return _interpreter_module().load_delegate(library)
+    """Load a TFLite external delegate by shared-library name, once per process.
+
+    The detector and the embedder share one Edge TPU; one delegate (one
+    device context) serves both interpreters.
+    """
+    if library not in _DELEGATES:
+        _DELEGATES[library] = _interpreter_module().load_delegate(library)
+    return _DELEGATES[library]
 
 
 @dataclass(frozen=True)

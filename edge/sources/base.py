@@ -99,23 +99,30 @@ class LatestFrames:
     bounded. ``get`` blocks until a frame, the end, or an error arrives.
     """
 
-    def __init__(self, maxsize: int = 2) -> None:
+    def __init__(self, maxsize: int = 2, lossless: bool = False) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self._frames: deque[Frame] = deque()
         self._maxsize = maxsize
+        # Lossless: ``put`` waits for room instead of dropping. Only for sources that
+        # can wait (a file replayed as fast as possible), never for a live camera.
+        self._lossless = lossless
         self._cond = threading.Condition()
         self._ended = False
         self._error: BaseException | None = None
         self.dropped = 0
 
-    def put(self, frame: Frame) -> None:
+    def put(self, frame: Frame, cancel: threading.Event | None = None) -> None:
         with self._cond:
+            while self._lossless and len(self._frames) >= self._maxsize:
+                if cancel is not None and cancel.is_set():
+                    return
+                self._cond.wait(0.1)
             if len(self._frames) >= self._maxsize:
                 self._frames.popleft()
                 self.dropped += 1
             self._frames.append(frame)
-            self._cond.notify()
+            self._cond.notify_all()
 
     def end(self, error: BaseException | None = None) -> None:
         with self._cond:
@@ -133,7 +140,9 @@ class LatestFrames:
                 if not self._cond.wait(timeout):
                     raise TimeoutError("no frame within timeout")
             if self._frames:
-                return self._frames.popleft()
+                frame = self._frames.popleft()
+                self._cond.notify_all()
+                return frame
             if self._error is not None:
                 raise self._error
             return None
@@ -142,8 +151,9 @@ class LatestFrames:
 class ThreadedCapture:
     """Runs a blocking frame generator on a daemon thread feeding a :class:`LatestFrames`."""
 
-    def __init__(self, produce: Callable[[], Iterator[Frame]], name: str, maxsize: int = 2) -> None:
-        self.buffer = LatestFrames(maxsize)
+    def __init__(self, produce: Callable[[], Iterator[Frame]], name: str, maxsize: int = 2,
+                 lossless: bool = False) -> None:
+        self.buffer = LatestFrames(maxsize, lossless)
         self._produce = produce
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -159,7 +169,7 @@ class ThreadedCapture:
             for frame in self._produce():
                 if self._stop.is_set():
                     break
-                self.buffer.put(frame)
+                self.buffer.put(frame, self._stop)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             error = exc
         finally:

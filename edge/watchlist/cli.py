@@ -84,10 +84,10 @@ def _trust_doc(args: argparse.Namespace, version: int) -> Envelope:
 
 def _trust_init(args: argparse.Namespace) -> int:
     from edge.watchlist.state import atomic_write
-    from edge.watchlist.trust import parse_trust
+    from edge.watchlist.trust import parse_structure
 
     env = _trust_doc(args, 1)
-    parse_trust(env.encode())  # validate before anyone signs it
+    parse_structure(env.encode())  # validate before anyone signs it
     atomic_write(args.out, env.encode(), mode=0o644)
     print(f"trust v1 written to {args.out}; sign it with `edge trust sign`", file=sys.stderr)
     return 0
@@ -95,11 +95,11 @@ def _trust_init(args: argparse.Namespace) -> int:
 
 def _trust_rotate(args: argparse.Namespace) -> int:
     from edge.watchlist.state import atomic_write
-    from edge.watchlist.trust import parse_trust
+    from edge.watchlist.trust import parse_structure
 
-    current = parse_trust(args.current.read_bytes())
+    current = parse_structure(args.current.read_bytes())
     env = _trust_doc(args, current.version + 1)
-    parse_trust(env.encode())
+    parse_structure(env.encode())
     atomic_write(args.out, env.encode(), mode=0o644)
     print(f"trust v{current.version + 1} written to {args.out}; it needs signatures by "
           f"v{current.version}'s trust keys and by its own", file=sys.stderr)

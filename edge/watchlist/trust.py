@@ -82,8 +82,8 @@ def _hex(text: str, n: int, what: str) -> bytes:
     return raw
 
 
-def parse_trust(data: bytes) -> TrustRoot:
-    """Structure only; signatures are checked by ``load_pinned`` or ``rotate``."""
+def parse_structure(data: bytes) -> TrustRoot:
+    """Structure only, NOT signatures: for tools; devices use ``load_pinned``/``rotate``."""
     env = decode(data, max_header=MAX_TRUST_HEADER, max_body=0, expect=TRUST_TYPE)
     try:
         f = canonical.Fields(canonical.loads_object(env.header, "trust root"), "trust root",
@@ -123,14 +123,23 @@ def parse_trust(data: bytes) -> TrustRoot:
 
 def load_pinned(data: bytes) -> TrustRoot:
     """The provisioned root: well formed and signed by its own ``trust`` role."""
-    root = parse_trust(data)
+    root = parse_structure(data)
     root.verify(root.envelope, "trust")
     return root
 
 
+def parse_trust(data: bytes) -> TrustRoot:
+    """The device's trust file, verified: the same as ``load_pinned``.
+
+    A trust file read from disk is only as good as its signatures, so there is
+    deliberately no unverified parse under this name.
+    """
+    return load_pinned(data)
+
+
 def rotate(current: TrustRoot, data: bytes) -> TrustRoot:
     """Accept trust version N+1 only if signed as required by both N and N+1."""
-    new = parse_trust(data)
+    new = parse_structure(data)
     if new.version <= current.version:
         if new.version == current.version and new.content_sha256 == current.content_sha256:
             return current

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import nacl.exceptions
@@ -57,6 +57,7 @@ from edge.watchlist.envelope import BUNDLE_TYPE, Envelope, decode, expect_type
 from edge.watchlist.trust import TrustRoot
 
 NORM_TOLERANCE = 1e-3
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_DEVICES = 1000
 
 
@@ -136,6 +137,13 @@ def _check_claims(
         raise ExpiredError(f"bundle expired at {canonical.format_time(h.expires_at)}")
     if clock_trusted and now < h.not_before:
         raise NotYetValidError(f"bundle is valid from {canonical.format_time(h.not_before)}")
+    if clock_trusted and h.issued_at > now + MAX_CLOCK_SKEW:
+        # Accepting it would raise the clock floor into the future and lock out
+        # every later bundle until the device clock caught up.
+        raise NotYetValidError(
+            f"bundle issued at {canonical.format_time(h.issued_at)}, after the device's "
+            f"{canonical.format_time(now)}; check the signer's and the device's clocks"
+        )
     if h.fleet_id != device.fleet_id:
         raise WrongFleetError(f"bundle is for fleet {h.fleet_id!r}, not {device.fleet_id!r}")
     if not h.device_ids:

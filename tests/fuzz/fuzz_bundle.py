@@ -11,6 +11,7 @@ decryption code behind the signature is reached too. Anything but a
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -61,11 +62,9 @@ def seed() -> Envelope:
 
 
 def verify(data: bytes) -> None:
-    try:
+    with contextlib.suppress(SignedDocumentError):
         verify_bundle(data, TRUST, DEVICE, NOW, expected_model=MODEL, threshold_floor=0.8,
                       last=None, device_key=DKEY)
-    except SignedDocumentError:
-        pass
 
 
 def test_one_input(data: bytes) -> None:

@@ -1,0 +1,87 @@
+"""Embedder latency: each dlib ResNet variant, batch 1, and the whole analyzer.
+
+Per variant: mean and p95 of ``n`` runs of one 150x150 chip after warm-up, on
+the CPU (ai-edge-litert or tflite-runtime, 2 threads) and on the Edge TPU when
+``libedgetpu.so.1`` loads and the compiled file is installed. The baseline is
+the float32 CPU model in the same process; ratios are variant / baseline.
+Then one whole ``FaceAnalyzer.analyze`` (detect, align, quality, embed) on
+obama.jpg (one face) per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.perception.analyzer import FaceAnalyzer
+from edge.perception.embedder import FAMILY, DlibEmbedder
+from edge.perception.manifest import load_manifest
+from edge.perception.runtime import open_model
+from edge.perception.types import RGBImage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _timed(fn: Callable[[], object], n: int, warmup: int = 5) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    times = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return float(times.mean()), float(np.percentile(times, 95))
+
+
+def _photo() -> RGBImage | None:
+    folder = Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata"))
+    path = folder / "obama.jpg"
+    if not path.is_file():
+        return None
+    from edge.perception.cli import load_image
+
+    return load_image(path)
+
+
+def _no_tpu(library: str) -> object:
+    raise ValueError("CPU row: the Edge TPU is not used")
+
+
+def run(args: argparse.Namespace | None = None, n: int = 50) -> None:
+    manifest = load_manifest()
+    chip = np.random.default_rng(0).integers(0, 256, (1, 150, 150, 3), dtype=np.uint8)
+    rows: list[tuple[str, float, float]] = []
+    for entry in sorted(manifest.family(FAMILY), key=lambda e: e.variant):
+        model = open_model(manifest, FAMILY, variant=entry.variant, delegate_loader=_no_tpu)
+        rows.append((f"{entry.model_id} cpu", *_timed(partial(DlibEmbedder(model).embed, chip), n)))
+        if entry.edgetpu_file:
+            try:
+                tpu = open_model(manifest, FAMILY, variant=entry.variant)
+            except EdgeError as e:
+                print(f"  (no Edge TPU row for {entry.model_id}: {e})")
+                continue
+            if tpu.backend == "edgetpu":
+                rows.append((f"{entry.model_id} edgetpu",
+                             *_timed(partial(DlibEmbedder(tpu).embed, chip), n)))
+            else:
+                print(f"  (no Edge TPU row for {entry.model_id}: {tpu.reason})")
+    base = next(mean for name, mean, _ in rows if name.endswith("fp32 cpu"))
+    print("embedder, batch 1 (2 threads)        mean ms   p95 ms   x float32 cpu")
+    for name, mean, p95 in rows:
+        print(f"{name:36s} {mean:8.2f} {p95:8.2f}   {mean / base:6.2f}")
+    photo = _photo()
+    if photo is None:
+        print("(analyzer rows skipped: run `make testdata`)")
+        return
+    print("analyzer on obama.jpg (detect+align+quality+embed)")
+    for variant in ("float", "int8"):
+        analyzer = FaceAnalyzer.from_models_dir(variant=variant, delegate_loader=_no_tpu)
+        mean, p95 = _timed(partial(analyzer.analyze, photo), max(10, n // 5), 2)
+        print(f"{'analyzer ' + variant + ' cpu':36s} {mean:8.2f} {p95:8.2f}")

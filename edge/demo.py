@@ -1,0 +1,244 @@
+"""``make run``: the whole job on one machine, through the real tools.
+
+It plays the authority (keys, trust, a watchlist bundle enrolled from real
+photos, a deployment order), the installer (device keys and config) and the
+operator (``edge alerts``), starts a private Mosquitto on a free loopback port,
+generates a boulevard scene and runs ``edge run`` on it. Ctrl-C stops it all.
+
+The demo broker listens on loopback without TLS so that it needs no PKI; the
+device and the consumer use the same client code as with TLS (see deploy/).
+``prepare`` is also what the end-to-end tests use to provision a device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from edge.cli import main as edge_main
+from edge.errors import EdgeError
+from edge.scenario.render import watchlisted_passes
+
+ROOT = Path(__file__).resolve().parents[1]
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+# Who is on the demo watchlist, and the photo each is enrolled from. The scene
+# walks other photos of them where the test data has more than one.
+ENROLMENT = (
+    ("obama", "obama.jpg", "SUBJ-0001", "wanted", "WARRANT-2026-0042"),
+    ("biden", "biden.jpg", "SUBJ-0002", "missing_or_vulnerable", "MISSING-2026-0107"),
+    ("tom_hanks", "Tom_Hanks_54745.png", "SUBJ-0003", "risk_of_harm", "COURT-ORDER-2026-17"),
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    work: Path
+    config: Path
+    scene: Path
+    state: Path
+    trust: Path
+    signer: Path
+    device_key: Path
+    bundle: Path
+    order: Path
+    subjects: dict[str, str]  # scenario identity -> subject_ref
+
+
+def find_mosquitto() -> str:
+    for p in MOSQUITTO_PATHS:
+        if os.access(p, os.X_OK):
+            return p
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    raise EdgeError("mosquitto not found; install it: apt-get install mosquitto")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_broker(work: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    conf = work / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 100000\n")
+    proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=open(work / "mosquitto.log", "wb"))  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise EdgeError(f"mosquitto did not start; see {work / 'mosquitto.log'}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _tool(*argv: str) -> None:
+    rc = edge_main(list(argv))
+    if rc != 0:
+        raise EdgeError(f"`edge {' '.join(argv)}` failed ({rc})")
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo",
+            camera_id: str = "cam-1", site: str = "Demo Boulevard, north end",
+            scenario: Sequence[str] = (), realtime: bool = True, threshold: float = 0.9,
+            order_window: tuple[timedelta, timedelta] = (timedelta(hours=-1), timedelta(days=1)),
+            now: datetime | None = None, extra_config: str = "") -> Deployment:
+    """Provision a device in ``work`` as the authority and installer would."""
+    now = now or datetime.now(UTC)
+    work.mkdir(parents=True, exist_ok=True)
+    keys, central = work / "keys", work / "central"
+    keys.mkdir(exist_ok=True)
+    central.mkdir(exist_ok=True)
+    signer, device_key = central / "authority.ed25519", keys / "device.x25519"
+    if not signer.exists():
+        _tool("keys", "generate", "--kind", "signer", "--name", "authority", "--out", str(signer))
+    if not device_key.exists():
+        _tool("keys", "generate", "--kind", "device", "--name", device_id, "--out", str(device_key))
+    trust = keys / "trust.json"
+    _tool("trust", "init", "--key", f"{signer}.pub", "--role", "trust=authority",
+          "--role", "watchlist=authority", "--role", "order=authority", "--out", str(trust))
+    _tool("trust", "sign", "--key", str(signer), str(trust))
+
+    enrol = central / "enrolment"
+    enrol.mkdir(exist_ok=True)
+    rows = []
+    for _ident, photo, subject, category, authority in ENROLMENT:
+        shutil.copyfile(testdata / photo, enrol / photo)
+        rows.append({"image": photo, "subject_ref": subject, "category": category,
+                     "authority_ref": authority, "offence_code": "",
+                     "image_source": "custody-record" if category == "wanted" else "family",
+                     "image_date": "2024-01-01", "expires_at": _iso(now + timedelta(days=30))})
+    with (central / "entries.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    bundle = central / "bundle.bin"
+    _tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
+          "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
+          str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
+          "--valid-days", "7", "--out", str(bundle), "--now", _iso(now - timedelta(minutes=5)))
+    _tool("bundle", "sign", "--key", str(signer), str(bundle))
+
+    order_doc = {
+        "order_id": "ORD-DEMO-1", "issuer": "Demo Authority",
+        "issued_at": _iso(now - timedelta(minutes=5)), "fleet_id": "demo-fleet",
+        "device_id": device_id, "camera_ids": [camera_id], "site": site,
+        "purpose": "Locate people on the signed watchlist (demonstration)",
+        "valid_from": _iso(now + order_window[0]), "valid_until": _iso(now + order_window[1]),
+        "authorising_ref": "AUTH-DEMO-1", "dpia_ref": "DPIA-DEMO-1",
+        "equality_impact_ref": "EIA-DEMO-1", "rights_impact_ref": "HRIA-DEMO-1",
+        "public_notice_ref": "NOTICE-DEMO-1", "retention_days": 31,
+        "public_contact": "lfr-enquiries@example.org", "require_two_verifiers": False,
+    }
+    (central / "order.json").write_text(json.dumps(order_doc, indent=1))
+    order = keys / "order.bin"
+    _tool("order", "sign", "--key", str(signer), "--out", str(order), str(central / "order.json"))
+
+    scene_dir = work / "scene"
+    scene = scene_dir / "scene.json"
+    _tool("scenario", "--out", str(scene_dir), "--no-video", "--faces", str(testdata), *scenario)
+
+    state = work / "state"
+    config = work / "edge.toml"
+    config.write_text(f"""# written by edge.demo
+[device]
+id = "{device_id}"
+camera_id = "{camera_id}"
+site = "{site}"
+fleet_id = "demo-fleet"
+
+[source]
+kind = "scenario"
+target = "{scene}"
+realtime = {"true" if realtime else "false"}
+
+[trust]
+trust_file = "{trust}"
+device_key = "{device_key}"
+order_file = "{order}"
+bundle_file = "{bundle}"
+
+[state]
+dir = "{state}"
+
+[broker]
+host = "127.0.0.1"
+port = {port}
+tls = false
+{extra_config}""")
+    subjects = {ident: subject for ident, _p, subject, _c, _a in ENROLMENT}
+    return Deployment(work, config, scene, state, trust, signer, device_key, bundle, order, subjects)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edge.demo", description=__doc__)
+    ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "run")
+    ap.add_argument("--testdata", type=Path,
+                    default=Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata")))
+    ap.add_argument("--seconds", type=int, default=40)
+    args = ap.parse_args(argv)
+    if args.work.exists():
+        shutil.rmtree(args.work)
+    port = free_port()
+    print(f"demo: provisioning in {args.work} (broker on 127.0.0.1:{port})", flush=True)
+    dep = prepare(args.work, args.testdata, port=port,
+                  scenario=("--seconds", str(args.seconds), "--seed", "7"))
+    expected = len(watchlisted_passes(json.loads(dep.scene.read_text())))
+    print(f"demo: scene of {args.seconds} s; {expected} watchlisted passes should alert", flush=True)
+    edge = [sys.executable, "-m", "edge"]
+    with local_broker(args.work, port):
+        alerts = subprocess.Popen([*edge, "alerts", "--port", str(port), "--prefix", "edge"])
+        run = subprocess.Popen([*edge, "run", "--config", str(dep.config)])
+        try:
+            run.wait()
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            print("\ndemo: stopping", flush=True)
+            run.send_signal(signal.SIGTERM)
+            run.wait(30)
+        finally:
+            alerts.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                alerts.wait(5)
+            if alerts.poll() is None:
+                alerts.kill()
+    print(f"demo: done; audit log: .venv/bin/edge audit verify --dir {dep.state / 'audit'}")
+    return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
