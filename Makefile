@@ -52,7 +52,7 @@ FUZZ_SECONDS ?= 60
 fuzz: install
 	$(BIN)/pip install --quiet -e '.[fuzz]'
 	mkdir -p $(CACHE)/fuzz/bundle
-	$(BIN)/python tests/fuzz/fuzz_bundle.py $(CACHE)/fuzz/bundle -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048
+	$(BIN)/python tests/fuzz/fuzz_bundle.py $(CACHE)/fuzz/bundle -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=2048
 
 # --- model build (TensorFlow and friends live only in $(BUILD_VENV)) -------------
 $(BUILD_VENV)/.installed: models/requirements-build.txt

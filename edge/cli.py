@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.scenario.cli",
     "edge.selftest",
     "edge.runcli",
+    "edge.accountability.cli",
 )
 
 

@@ -122,6 +122,7 @@ class BrokerConfig:
     topic_prefix: str | None = None  # default edge/<device id>
     keepalive: int = 30
     client_id: str | None = None
+    reconnect_max_s: float = 10.0  # backoff cap (with jitter) between reconnect attempts
 
     def validate(self, prefix: str) -> None:
         if not 0 < self.port < 65536:

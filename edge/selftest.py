@@ -98,12 +98,13 @@ def _tpu_disabled(library: str) -> Any:
     raise OSError(f"{library}: Edge TPU disabled in config (models.edgetpu = false)")
 
 
-def check_accelerator(models: ModelsConfig, embedder_family: str = "dlib_resnet_v1") -> Check:
+def check_accelerator(models: ModelsConfig) -> Check:
     """Open detector and embedder on the backend the service will use; one inference each."""
     import numpy as np
 
     from edge.perception.manifest import load_manifest
     from edge.perception.runtime import default_delegate_loader, open_model
+    from edge.watchlist.model import EMBEDDER_FAMILY
 
     # The same choice as edge.wiring.build_device: no delegate when the config says so.
     loader = default_delegate_loader if models.edgetpu else _tpu_disabled
@@ -112,7 +113,7 @@ def check_accelerator(models: ModelsConfig, embedder_family: str = "dlib_resnet_
     try:
         manifest = load_manifest(models.dir)
         for family, variant in ((models.detector, models.detector_variant),
-                                (embedder_family, models.embedder_variant)):
+                                (EMBEDDER_FAMILY, models.embedder_variant)):
             model = open_model(manifest, family, variant=None if variant == "auto" else variant,
                                delegate_loader=loader, num_threads=models.threads, verify=False)
             t0 = time.monotonic()
@@ -178,7 +179,7 @@ def check_trust(trust_file: Path) -> Check:
     return passed("trust", f"trust v{root.version}: {roles}")
 
 
-def check_bundle(cfg: Config, now: datetime, embedder_family: str = "dlib_resnet_v1") -> Check:
+def check_bundle(cfg: Config, now: datetime) -> Check:
     """The active bundle (or else trust.bundle_file) verifies for this device, now.
 
     Mirrors ``edge.watch.Watchlist.load`` without installing anything.
@@ -186,10 +187,10 @@ def check_bundle(cfg: Config, now: datetime, embedder_family: str = "dlib_resnet
     from edge.perception.manifest import load_manifest
     from edge.watchlist.bundle import DeviceIdentity
     from edge.watchlist.keys import load_device_key
+    from edge.watchlist.model import embedder_ref, threshold_floor
     from edge.watchlist.state import BundleStore
     from edge.watchlist.trust import parse_trust
     from edge.watchlist.verify import verify_bundle
-    from edge.wiring import embedding_model_ref, threshold_floor
 
     fix = (f"publish a bundle signed for {cfg.device.id} on {cfg.topic_prefix}/bundle "
            "(`edge bundle build|sign`), or set trust.bundle_file")
@@ -203,10 +204,9 @@ def check_bundle(cfg: Config, now: datetime, embedder_family: str = "dlib_resnet
         if data is None:
             return failed("bundle", f"no bundle installed in {store.dir}", fix)
         manifest = load_manifest(cfg.models.dir)
-        model = embedding_model_ref(manifest, embedder_family)
         b = verify_bundle(
             data, trust, DeviceIdentity(cfg.device.id, cfg.device.fleet_id), now,
-            expected_model=model, threshold_floor=threshold_floor(manifest, model.id),
+            expected_model=embedder_ref(manifest), threshold_floor=threshold_floor(manifest),
             last=last, device_key=load_device_key(cfg.trust.device_key),
         )
     except OSError as e:
@@ -312,7 +312,7 @@ def check_broker(broker: BrokerConfig, device_id: str, prefix: str, timeout: flo
     scheme = "mqtts" if broker.tls else "mqtt (no TLS)"
     if "rtt" in state:
         return passed("broker", f"{scheme}://{broker.host}:{broker.port} as {device_id}: "
-                                f"round trip on {topic} in {state['rtt'] * 1000:.0f} ms")
+                                f"round trip on {topic} in {state['rtt'] * 1000:.1f} ms")
     if "connack" not in state:
         return failed("broker", f"no CONNACK from {broker.host}:{broker.port} within {timeout:.0f}"
                                 " s (TLS handshake refused or network down)", fix)
@@ -445,7 +445,10 @@ def render(checks: Sequence[Check]) -> str:
         if not c.ok:
             lines.append(f"     {'':<{width}}  fix: {c.fix}")
     bad = [c.name for c in checks if not c.ok]
-    lines.append(f"selftest: {len(checks) - len(bad)}/{len(checks)} passed"
+    skipped = [c.name for c in checks if c.skipped]
+    ran = len(checks) - len(skipped)
+    lines.append(f"selftest: {ran - len(bad)}/{ran} passed"
+                 + (f"; skipped: {', '.join(skipped)}" if skipped else "")
                  + (f"; FAILED: {', '.join(bad)}" if bad else ""))
     return "\n".join(lines)
 

@@ -104,7 +104,7 @@ class Watchlist:
             return False, f"no valid deployment order ({self.order_error})"
         status = self.order.check(now, self.identity.device_id, self.camera_id)
         if not status.active:
-            return False, f"deployment order {self.order.order_id}: {status.reason}"
+            return False, f"outside the deployment order's window: {status.reason}"
         if self.active is None:
             return False, f"no active watchlist bundle ({self.bundle_error})"
         h = self.active.bundle.header

@@ -130,11 +130,19 @@ def evaluate(pipe: DlibPipeline, samples: list[Sample], images: dict[str, np.nda
     usable = [i for i, s in enumerate(samples)
               if s.dlib_matrix is not None and s.image not in EVAL_SKIP]
     methods: dict[str, dict[int, np.ndarray]] = {}
+    # Leave-one-image-out: each face is cut with a template fitted without its photo,
+    # so the figure is not flattered by fitting and scoring on the same faces.
+    held_out = {i: fit_template([s for s in samples if s.image != samples[i].image])
+                for i in usable}
     for name in KEYPOINT_SETS:
         methods[name] = {i: pipe.descriptor(warp(images[samples[i].image],
                                                  chip_transform(samples[i].keypoints, name,
                                                                 template)))
                          for i in usable}
+        methods[f"{name} (held out)"] = {
+            i: pipe.descriptor(warp(images[samples[i].image],
+                                    chip_transform(samples[i].keypoints, name, held_out[i])))
+            for i in usable}
     methods["dlib_5point"] = {i: pipe.descriptor(warp(images[samples[i].image],
                                                       samples[i].dlib_matrix))  # type: ignore[arg-type]
                               for i in usable}
@@ -188,9 +196,17 @@ def write_report(results: dict[str, dict[str, dict[str, float]]], template: np.n
                          f"{r['impostor_max']:.4f} | {r['impostor_mean']:.4f} | "
                          f"{r['margin']:+.4f} | {r['gap']:.4f} |")
         lines.append("")
-    lines += [f"Default: **{best}** (largest margin on Obama x3, then gap, among the",
+    lines += ["Rows marked *held out* cut each face with a template fitted without its",
+              "own photo (leave-one-image-out); the choice is made on those rows.", "",
+              f"Default: **{best}** (largest held-out margin on Obama x3, then gap, among the",
               "BlazeFace keypoint sets; dlib's 5 points need a landmark model the device",
-              "does not run).", ""]
+              "does not run).", "",
+              "Caveat: this is what the pinned test packages allow, 3 genuine pairs (5",
+              "with the partial faces) and about 30 impostor pairs; differences below",
+              "about 0.01 are within the noise of such a sample. The ear tragions are",
+              "the least stable BlazeFace keypoints (they move with yaw), which is why",
+              "using all six loses margin. The template was fitted on these same faces.",
+              ""]
     (HERE / "ALIGNMENT.md").write_text("\n".join(lines))
 
 
@@ -210,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         r = by["obama x3"]
         print(f"{method:16s} margin {r['margin']:+.4f} gap {r['gap']:.4f} "
               f"(gen min {r['genuine_min']:.4f}, imp max {r['impostor_max']:.4f})")
-    best = max(KEYPOINT_SETS, key=lambda m: (round(results[m]["obama x3"]["margin"], 4),
-                                             results[m]["obama x3"]["gap"]))
+    held = {m: results[f"{m} (held out)"]["obama x3"] for m in KEYPOINT_SETS}
+    best = max(KEYPOINT_SETS, key=lambda m: (round(held[m]["margin"], 4), held[m]["gap"]))
     print("best keypoint set:", best)
     if args.write:
         write_template(template, faces)

@@ -11,6 +11,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from paho.mqtt import client as mqtt
@@ -165,6 +166,11 @@ def test_device_never_receives_another_devices_bundle(clients: dict[str, Device]
     # live-for-a was published after live-for-b on the same connection: had B's
     # bundle been deliverable to A, it would have arrived first.
     assert [t for t, _ in a.messages if not t.startswith("edge/dev-a/")] == []
+    # Review outcomes from the operators reach the device they concern, and only it.
+    assert a.subscribe("edge/dev-a/review") == [1]
+    assert consumer.publish("edge/dev-a/review", b"reviewed") < FAILURE
+    assert a.wait_message("edge/dev-a/review", b"reviewed")
+    assert a.publish("edge/dev-b/review", b"forged") == NOT_AUTHORIZED
 
 
 def test_consumer_cannot_forge_device_events(clients: dict[str, Device]) -> None:
@@ -239,3 +245,48 @@ def test_plaintext_is_closed(broker: DeployBroker) -> None:
     assert broker.listening_ports() == {broker.port}
     # And the TLS port does not answer plain MQTT.
     assert _raw_connect(broker, None)[:1] != b"\x20"
+
+
+# --- the firmware's own MQTT link against the shipped broker ------------------------------
+
+
+def test_firmware_link_delivers_as_itself_and_keeps_what_is_refused(
+        broker: DeployBroker, deploy_pki: DeployPki, tmp_path: Path) -> None:
+    import json
+    import time
+    import uuid
+
+    from edge.delivery.mqtt import LinkConfig, MqttLink
+    from edge.delivery.outbox import Outbox
+
+    def until(pred: object, timeout: float = 10.0) -> bool:
+        assert callable(pred)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not pred():
+            time.sleep(0.02)
+        return bool(pred())
+
+    consumer = Device(broker, deploy_pki.ids["operator-consumer"], "consumer-link-test")
+    assert consumer.subscribe("edge/+/alerts") == [1]
+    a = deploy_pki.ids["dev-a"]
+    base: dict[str, Any] = dict(device_id="dev-a", host=broker.host, port=broker.port, tls=True, ca=a.ca,
+                cert=a.cert, key=a.key, backoff_min_s=0.1, backoff_max_s=1.0,
+                refused_retry_s=0.3)
+    event = json.dumps({"event_id": str(uuid.uuid4()), "seq": 1}).encode()
+    with Outbox(tmp_path / "good.db") as ob:
+        link = MqttLink(LinkConfig(**base), ob).start()
+        link.publish_alert(event)
+        assert consumer.wait_message("edge/dev-a/alerts", event)
+        assert link.close(2) is True and ob.depth() == 0
+    # The same certificate configured with another device's topics: nothing gets out,
+    # the alert stays in the outbox, and the link says why.
+    with Outbox(tmp_path / "wrong.db") as ob:
+        link = MqttLink(LinkConfig(**{**base, "topic_prefix": "edge/dev-b"}), ob).start()
+        event_id = link.publish_alert(event)
+        assert until(lambda: link.health().refused >= 2)  # refused, retried, refused again
+        health = link.health()
+        assert "0x87" in (health.last_refusal or ""), health
+        assert [e.id for e in ob.pending()] == [event_id] and health.delivered == 0
+        link.close(0.3)
+    assert ("edge/dev-b/alerts", event) not in consumer.messages
+    consumer.close()

@@ -113,3 +113,23 @@ def test_resigned_random_json_header(header: Any, body: bytes) -> None:
 
 def test_the_unmutated_bundle_is_accepted() -> None:
     assert _run(GOOD)
+
+
+@FAST
+@given(json_value, st.sampled_from(["order", "trust"]))
+def test_resigned_orders_and_trust_files_fail_typed(doc: Any, kind: str) -> None:
+    from edge.watchlist.envelope import ORDER_TYPE, TRUST_TYPE
+    from edge.watchlist.order import verify_order
+    from edge.watchlist.trust import load_pinned
+
+    base = json.loads(W.trust_envelope().header) if kind == "trust" else {}
+    if isinstance(doc, dict):
+        base.update(doc)
+    raw = canonical.dumps(base if isinstance(doc, dict) else doc)
+    try:
+        if kind == "order":
+            verify_order(Envelope(ORDER_TYPE, raw, b"").sign(W.order).encode(), TRUST, "boulevard")
+        else:
+            load_pinned(Envelope(TRUST_TYPE, raw, b"").sign(W.root).encode())
+    except SignedDocumentError:
+        pass

@@ -16,11 +16,23 @@ pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs 
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def frozen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen copy of the checkout: what is packed is what is compared."""
     if not (ROOT / "models" / "manifest.json").is_file():
         pytest.skip("models not built: run `make models`")
+    src = tmp_path_factory.mktemp("src")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("edge", "deploy", "models"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    for name in ("README.md", "pyproject.toml"):
+        shutil.copy2(ROOT / name, src / name)
+    return src
+
+
+@pytest.fixture(scope="module")
+def deb(frozen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    r = subprocess.run([str(ROOT / "deploy" / "deb" / "build-deb.sh"), str(out)],
+    r = subprocess.run([str(frozen / "deploy" / "deb" / "build-deb.sh"), str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     path = Path(r.stdout.strip().splitlines()[-1])
@@ -65,13 +77,17 @@ def test_control_fields(deb: Path) -> None:
     assert "libedgetpu1-std" in field("Recommends") and "python3-picamera2" in field("Recommends")
 
 
-def test_unpacked_tree(unpacked: Path) -> None:
+def test_unpacked_tree(unpacked: Path, frozen: Path) -> None:
     from edge.selftest import check_models
 
+    src = frozen
     assert (unpacked / "lib/systemd/system/edge.service").read_bytes() == \
-        (ROOT / "deploy/systemd/edge.service").read_bytes()
+        (src / "deploy/systemd/edge.service").read_bytes()
     assert (unpacked / "etc/edge/edge.toml.example").read_bytes() == \
-        (ROOT / "deploy/config/edge.toml.example").read_bytes()
+        (src / "deploy/config/edge.toml.example").read_bytes()
+    shipped = {p.relative_to(unpacked / "opt/edge/app") for p in
+               (unpacked / "opt/edge/app/edge").rglob("*.py")}
+    assert shipped == {p.relative_to(src) for p in (src / "edge").rglob("*.py")}
     assert check_models(unpacked / "usr/share/edge/models").ok  # every hash as in the manifest
     assert os.access(unpacked / "opt/edge/deploy/install.sh", os.X_OK)
     assert (unpacked / "DEBIAN/conffiles").read_text().split() == ["/etc/edge/edge.toml.example"]

@@ -95,7 +95,7 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     if not (MODELS / "manifest.json").is_file():
         pytest.skip("models not built: run `make models`")
     from edge.perception.manifest import load_manifest
-    from edge.wiring import embedding_model_ref
+    from edge.watchlist.model import embedder_ref, threshold_floor
 
     base = tmp_path_factory.mktemp("device")
     pki = issue_pki(tmp_path_factory.mktemp("pki"))
@@ -120,8 +120,9 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
         authorising_ref="auth/1", dpia_ref="dpia/1", equality_impact_ref="eq/1",
         rights_impact_ref="hr/1", public_notice_ref="notice/1")
     (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
-    model = embedding_model_ref(load_manifest(MODELS), "dlib_resnet_v1")
-    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=model,
+    manifest = load_manifest(MODELS)
+    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
+                            threshold=max(0.92, threshold_floor(manifest)),
                             recipients={DEVICE_ID: dkey.public_key})
     (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
     yield Provisioned(base, broker, pki)
@@ -142,6 +143,7 @@ def test_on_this_machine_exactly_camera_and_accelerator_fail(device: Provisioned
     cfg = device.config(source='[source]\nkind = "picamera"\ntarget = "0"',
                         models="edgetpu = true")
     rc, report, text = run_cli(cfg)
+    print(text)  # shown with -s: what an installer sees
     checks = {c["name"]: c for c in report["checks"]}  # type: ignore[attr-defined]
     assert list(checks) == list(selftest.CHECK_NAMES)
     failing = {n for n, c in checks.items() if not c["ok"]}
@@ -168,6 +170,7 @@ def test_simulation_config_passes(device: Provisioned, tmp_path: Path) -> None:
                         models="edgetpu = false")
     skip = () if host_clock_synced() else ("--skip", "clock")
     rc, report, text = run_cli(cfg, *skip)
+    print(text)
     bad = {c["name"]: c["detail"] for c in report["checks"] if not c["ok"]}  # type: ignore[attr-defined]
     assert rc == 0 and report["ok"] is True, bad
     assert "FAIL" not in text

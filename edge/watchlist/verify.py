@@ -61,7 +61,7 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_DEVICES = 1000
 
 
-def parse_header(env: Envelope, limits: Limits = DEFAULT_LIMITS) -> BundleHeader:
+def parse_header(env: Envelope) -> BundleHeader:
     f = canonical.Fields(canonical.loads_object(env.header, "bundle header"), "bundle header")
     if f.text("template_dtype") != TEMPLATE_DTYPE or f.integer("template_dim") != TEMPLATE_DIM:
         raise MalformedError(f"templates must be {TEMPLATE_DIM}-D {TEMPLATE_DTYPE}")
@@ -276,7 +276,7 @@ def _verify(
     env = decode(data, max_header=limits.max_header_bytes, max_body=limits.max_body_bytes,
                  expect=BUNDLE_TYPE)
     signers = trust.verify(env, "watchlist")
-    header = parse_header(env, limits)
+    header = parse_header(env)
     content = env.content_sha256()
     clock_trusted = _check_state(header, content, now, last)
     _check_claims(header, now, device, expected_model, threshold_floor, clock_trusted)
