@@ -109,36 +109,35 @@ install_packages() {
     say "apt-get skipped (--no-packages/--no-apt)"
     return
   fi
-  if [ "$DO_CORAL" -eq 1 ]; then
-    add_coral_repo
-  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
-  if [ "$DO_CORAL" -eq 1 ] && ! apt-get install -y -qq --no-install-recommends libedgetpu1-std; then
-    # Not fatal: the firmware falls back to the int8 CPU models and says so;
-    # `edge selftest` reports the accelerator check as failed with the fix.
-    say "WARNING: libedgetpu1-std did not install; the device will run on the CPU"
+  [ "$DO_CORAL" -eq 1 ] || return 0
+  # Not fatal from here on: without the Coral runtime the firmware runs the int8/float
+  # models on the CPU and says so; `edge selftest` fails the accelerator check with the fix.
+  if ! add_coral_repo || ! apt-get update -qq \
+      || ! apt-get install -y -qq --no-install-recommends libedgetpu1-std; then
+    say "WARNING: libedgetpu1-std did not install from Coral's repository; the device will run on the CPU"
   fi
 }
 
 add_coral_repo() {
+  # Called in a condition (errexit is off here): every step checks its own status.
   local keyring=/usr/share/keyrings/coral-edgetpu-archive-keyring.gpg
   local list=/etc/apt/sources.list.d/coral-edgetpu.list
   if [ ! -s "$keyring" ]; then
     if [ -n "$CORAL_KEY" ]; then
-      gpg --dearmor <"$CORAL_KEY" >"$keyring.tmp"
+      gpg --dearmor <"$CORAL_KEY" >"$keyring.tmp" || return 1
     else
       # Trust on first use over HTTPS; pass --coral-key to use a key checked elsewhere.
-      command -v curl >/dev/null || apt-get install -y -qq --no-install-recommends curl gnupg
-      curl -fsSL "$CORAL_KEY_URL" | gpg --dearmor >"$keyring.tmp"
+      apt-get install -y -qq --no-install-recommends curl gnupg || return 1
+      curl -fsSL "$CORAL_KEY_URL" | gpg --dearmor >"$keyring.tmp" || { rm -f "$keyring.tmp"; return 1; }
     fi
-    chmod 0644 "$keyring.tmp"
-    mv -f "$keyring.tmp" "$keyring"
+    [ -s "$keyring.tmp" ] || { rm -f "$keyring.tmp"; return 1; }
+    chmod 0644 "$keyring.tmp" && mv -f "$keyring.tmp" "$keyring" || return 1
   fi
-  printf '%s\n' "$CORAL_LIST_LINE" >"$list.tmp"
-  chmod 0644 "$list.tmp"
-  mv -f "$list.tmp" "$list"
+  printf '%s\n' "$CORAL_LIST_LINE" >"$list.tmp" || return 1
+  chmod 0644 "$list.tmp" && mv -f "$list.tmp" "$list"
 }
 
 # --- 2. service user (systemd-sysusers works on a --root tree as well) -------------

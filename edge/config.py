@@ -65,10 +65,9 @@ class DetectionConfig:
     roi: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1; None = whole frame
     tile: int = 384  # pixels of the frame per tile (resized to the detector's input)
     overlap: int = 128  # pixels shared by neighbouring tiles: more than the largest face
-    score_threshold: float = 0.5
+    score_threshold: float | None = None  # None: each model variant's calibrated threshold
     motion: bool = True
     motion_threshold: float = 0.004  # share of changed pixels that wakes a tile
-    min_face_px: int = 24
 
     def validate(self, prefix: str) -> None:
         if not 0 <= self.overlap < self.tile // 2:
@@ -148,6 +147,7 @@ class AlertsConfig:
 class StatsConfig:
     interval_s: float = 60.0
     status_interval_s: float = 30.0
+    checkpoint_interval_s: float = 900.0  # signed audit checkpoints (needs trust.signing_key)
 
 
 @dataclass(frozen=True)

@@ -111,9 +111,9 @@ def _iso(t: datetime) -> str:
 
 def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo",
             camera_id: str = "cam-1", site: str = "Demo Boulevard, north end",
-            scenario: Sequence[str] = (), realtime: bool = True, threshold: float = 0.9,
+            scenario: Sequence[str] = (), realtime: bool = True, threshold: float = 0.94,
             order_window: tuple[timedelta, timedelta] = (timedelta(hours=-1), timedelta(days=1)),
-            now: datetime | None = None, extra_config: str = "") -> Deployment:
+            now: datetime | None = None, extra_config: str = "", video: bool = False) -> Deployment:
     """Provision a device in ``work`` as the authority and installer would."""
     now = now or datetime.now(UTC)
     work.mkdir(parents=True, exist_ok=True)
@@ -125,6 +125,10 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         _tool("keys", "generate", "--kind", "signer", "--name", "authority", "--out", str(signer))
     if not device_key.exists():
         _tool("keys", "generate", "--kind", "device", "--name", device_id, "--out", str(device_key))
+    device_signer = keys / "device.ed25519"  # signs the audit checkpoints
+    if not device_signer.exists():
+        _tool("keys", "generate", "--kind", "signer", "--name", f"{device_id}-audit", "--out",
+              str(device_signer))
     trust = keys / "trust.json"
     _tool("trust", "init", "--key", f"{signer}.pub", "--role", "trust=authority",
           "--role", "watchlist=authority", "--role", "order=authority", "--out", str(trust))
@@ -167,7 +171,11 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
 
     scene_dir = work / "scene"
     scene = scene_dir / "scene.json"
-    _tool("scenario", "--out", str(scene_dir), "--no-video", "--faces", str(testdata), *scenario)
+    _tool("scenario", "--out", str(scene_dir), *(() if video else ("--no-video",)), "--faces",
+          str(testdata), *scenario)
+    # A video file is what a device's decoder sees; the scenario source re-renders
+    # the frames in memory instead (faster to set up, no compression).
+    kind, target = ("file", scene_dir / "scene.mp4") if video else ("scenario", scene)
 
     state = work / "state"
     config = work / "edge.toml"
@@ -179,13 +187,14 @@ site = "{site}"
 fleet_id = "demo-fleet"
 
 [source]
-kind = "scenario"
-target = "{scene}"
+kind = "{kind}"
+target = "{target}"
 realtime = {"true" if realtime else "false"}
 
 [trust]
 trust_file = "{trust}"
 device_key = "{device_key}"
+signing_key = "{device_signer}"
 order_file = "{order}"
 bundle_file = "{bundle}"
 

@@ -9,6 +9,8 @@ Restarting a dead process is systemd's job; this loop only stops pinging.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import queue
 import signal
@@ -54,6 +56,7 @@ class RunStats:
     bundle_refusals: int = 0
     last_bundle_error: str | None = None
     processed_at: float = 0.0  # monotonic time of the last processed frame
+    first_frame_at: float = 0.0
     fps: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -69,6 +72,7 @@ class Runner:
         self.stats = RunStats()
         self._device = device
         self._bundles: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._reviews: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._sent_at: dict[int, float] = {}  # outbox id -> capture monotonic time
         self._error: BaseException | None = None
         self._source_done = threading.Event()
@@ -111,15 +115,27 @@ class Runner:
         wd = self.notifier.watchdog_interval()
         next_status = 0.0
         next_stats = time.monotonic() + self.cfg.stats.interval_s
+        next_housekeeping = 0.0
+        next_checkpoint = time.monotonic() + self.cfg.stats.checkpoint_interval_s
         while not self.stop.is_set() and not self._source_done.is_set():
             self.stop.wait(0.25 if wd is None else min(0.25, wd / 2))
             now = time.monotonic()
             self._install_pushed_bundles()
+            self._apply_reviews()
             self._refresh_gate()
             if now >= next_status:
+                self._account()
                 self._publish_status()
                 self.notifier.status(self._status_line())
                 next_status = now + self.cfg.stats.status_interval_s
+            if now >= next_housekeeping:
+                purged = self.dev.ledger.housekeeping(self.clock())
+                if purged:
+                    log.info("retention: %d evidence item(s) purged", purged)
+                next_housekeeping = now + 3600.0
+            if now >= next_checkpoint:
+                self._checkpoint()
+                next_checkpoint = now + self.cfg.stats.checkpoint_interval_s
             if now >= next_stats:
                 self.dev.link.publish_stats(self._stats_payload())
                 next_stats = now + self.cfg.stats.interval_s
@@ -135,14 +151,49 @@ class Runner:
         worker.join(10.0)
         self.dev.recognizer.finish()
         self.gate = Gate(False, "stopped")
+        self._account()
         self._publish_status()
+        self._checkpoint()
         drained = self.dev.link.close(drain_timeout=self.cfg.outbox.drain_timeout_s)
         depth = self.dev.outbox.depth()
-        self.dev.close()
+        self._write_summary(drained, depth)
+        self.dev.close(self.clock(), "source ended" if self._source_done.is_set() and not self._error
+                       else f"error: {type(self._error).__name__}" if self._error else "stop requested")
         log.info("stopped; outbox %s (%d pending); counters %s; frames dropped %d; alerts %d",
                  "drained" if drained else "NOT drained", depth, self.dev.recognizer.counters.as_dict(),
                  self.dev.capture.buffer.dropped, self.stats.alerts)
         self.notifier.close()
+
+    def summary(self, drained: bool, depth: int) -> dict[str, Any]:
+        """Aggregate, non-biometric figures of this run (also what ``make bench`` reads)."""
+        lat = sorted(self.stats.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None
+
+        busy = self.stats.processed_at - self.stats.first_frame_at if self.stats.first_frame_at else 0.0
+        frames = self.dev.recognizer.counters.frames
+        return {
+            "schema": "edge.run-summary/1",
+            "counters": self.dev.recognizer.counters.as_dict(),
+            "frames_dropped": self.dev.capture.buffer.dropped,
+            "alerts": self.stats.alerts,
+            "alerts_refused": self.stats.alerts_refused,
+            "bundle_refusals": self.stats.bundle_refusals,
+            "throughput_fps": round((frames - 1) / busy, 2) if busy and frames > 1 else None,
+            "alert_latency_ms": {"n": len(lat), "p50": pct(0.5), "p95": pct(0.95), "max": pct(1.0)},
+            "outbox": {"drained": drained, "pending": depth},
+            "peak_rss_mb": peak_rss_mb(),
+        }
+
+    def _write_summary(self, drained: bool, depth: int) -> None:
+        from edge.watchlist.state import atomic_write
+
+        try:
+            atomic_write(self.cfg.state.dir / "summary.json",
+                         json.dumps(self.summary(drained, depth), indent=1).encode(), mode=0o644)
+        except OSError as e:
+            log.warning("run summary not written: %s", e)
 
     # --- processing thread ------------------------------------------------------------
 
@@ -159,6 +210,8 @@ class Runner:
                 else:
                     dev.recognizer.idle(frame)
                 now = time.monotonic()
+                if not self.stats.first_frame_at:
+                    self.stats.first_frame_at = now
                 self.stats.processed_at = now
                 window.append(now)
                 if len(window) > 30:
@@ -198,9 +251,11 @@ class Runner:
             self.stats.alerts_refused += 1
             log.critical("ALERT NOT QUEUED: %s", e)
             return
-        self._sent_at[outbox_id] = frame.ts
+        self._sent_at[outbox_id] = frame.received or time.monotonic()
         dev.link.wake()
         self.stats.alerts += 1
+        jpeg = base64.b64decode(crop) if crop else None
+        dev.ledger.alert(str(event_id), jpeg, ev.captured_at, self.clock())
         dev.audit_alert(str(event_id), seq, decision.subject)
         log.warning("possible match %s seq=%d subject=%s score=%.3f track=%d", event_id, seq,
                     decision.subject, decision.best.score, decision.track_id)
@@ -210,6 +265,8 @@ class Runner:
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic.endswith("/bundle"):
             self._bundles.put(payload)
+        elif topic.endswith("/review"):
+            self._reviews.put(payload)
 
     def _on_ack(self, outbox_id: int) -> None:
         t0 = self._sent_at.pop(outbox_id, None)
@@ -240,11 +297,55 @@ class Runner:
             self._publish_status()
 
     def _refresh_gate(self) -> None:
-        active, reason = self.dev.recognition_allowed(self.clock())
-        if (active, reason) != (self.gate.active, self.gate.reason):
-            log.info("recognition %s: %s", "ACTIVE" if active else "off", reason)
-            self.dev.audit_gate(active, reason)
-        self.gate.active, self.gate.reason = active, reason
+        now = self.clock()
+        if self.dev.purge_if_ended(now):
+            self._publish_status()
+        active, reason = self.dev.recognition_allowed(now)
+        suspended = self.dev.ledger.suspended
+        changed = (active, reason, suspended) != (self.gate.active, self.gate.reason, self.gate.suspended)
+        if changed:
+            running = active and suspended is None
+            log.info("recognition %s: %s", "ACTIVE" if running else "off", suspended or reason)
+            self.dev.audit_gate(running, suspended or reason)
+            self.gate.active, self.gate.reason, self.gate.suspended = active, reason, suspended
+            self.dev.ledger.tick(now, running)
+            # The public flag follows what really runs, with the site's contact.
+            self.dev.link.set_retained("lfr", self.dev.ledger.lfr_payload(running, now))
+            self._publish_status()
+
+    def _account(self) -> None:
+        """Feed the transparency counters and the false-alert monitor; publish the figures."""
+        now = self.clock()
+        c = self.dev.recognizer.counters
+        self.dev.ledger.observe_totals(c.tracks, c.embeddings, now)
+        self.dev.ledger.tick(now, self.gate.active and self.gate.suspended is None)
+        self.dev.link.set_retained("transparency", self.dev.ledger.public_payload(now))
+
+    def _apply_reviews(self) -> None:
+        while True:
+            try:
+                payload = self._reviews.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                applied = self.dev.ledger.review(payload, self.clock())
+                log.info("review applied: %s", applied)
+            except EdgeError as e:
+                log.error("review message refused: %s", e)
+            self._refresh_gate()  # a false alert may have tipped the monitor
+
+    def _checkpoint(self) -> None:
+        key = self.dev.signing_key
+        if key is None:
+            return
+        try:
+            statement = self.dev.audit.checkpoint(key, self.clock())
+        except EdgeError as e:
+            log.error("audit checkpoint failed: %s", e)
+            return
+        payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
+        self.dev.outbox.put("checkpoint", self.dev.link.config.topic("audit/checkpoint"), payload, 1)
+        self.dev.link.wake()
 
     def _state(self) -> str:
         if self.gate.suspended:
@@ -290,6 +391,18 @@ class Runner:
             "bundle_refusals": self.stats.bundle_refusals,
             "fps": round(self.stats.fps, 2),
         }
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set (VmHWM), which exec resets, unlike ru_maxrss."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return None
 
 
 def capture_for(source: Any, name: str, maxsize: int) -> ThreadedCapture:

@@ -23,7 +23,7 @@ from edge.matcher import Matcher
 from edge.watchlist.bundle import DeviceIdentity, ModelRef, VerifiedBundle
 from edge.watchlist.keys import load_device_key
 from edge.watchlist.order import DeploymentOrder, verify_order
-from edge.watchlist.state import BundleStore
+from edge.watchlist.state import BundleStore, purge_bundle
 from edge.watchlist.trust import TrustRoot, load_pinned
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class Watchlist:
         self.order: DeploymentOrder | None = None
         self.order_error: str | None = None
         self.bundle_error: str | None = None
+        self.file_deleted = False
 
     # --- start-up --------------------------------------------------------------------
 
@@ -98,6 +99,20 @@ class Watchlist:
         self.active = Activation(verified, Matcher.from_bundle(verified, now))
         self.bundle_error = None
         return self.active
+
+    def purge_if_ended(self, now: datetime) -> Activation | None:
+        """At the end of the order window drop the templates and delete the bundle file.
+
+        Returns what was purged (for the audit record), or None. The version record
+        stays, so the same or an older bundle cannot be brought back.
+        """
+        if self.order is None or now < self.order.valid_until or self.active is None:
+            return None
+        purged, self.active = self.active, None
+        self.file_deleted = purge_bundle(self.store)
+        self.bundle_error = f"purged at the end of deployment order {self.order.order_id}"
+        log.warning("watchlist %s", self.bundle_error)
+        return purged
 
     def allowed(self, now: datetime) -> tuple[bool, str]:
         if self.order is None:

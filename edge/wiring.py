@@ -11,12 +11,17 @@ import contextlib
 import functools
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nacl.signing import SigningKey
+
 from edge import __version__
+from edge.accountability.governance import check_threshold
+from edge.accountability.ledger import Ledger
 from edge.alert import Provenance
 from edge.audit import records as audit_records
 from edge.audit.log import AuditLog
@@ -24,7 +29,7 @@ from edge.config import Config
 from edge.decision import TrackDecider
 from edge.delivery.mqtt import LinkConfig, MessageHandler, MqttLink
 from edge.delivery.outbox import Outbox
-from edge.errors import EdgeError, ModelError
+from edge.errors import EdgeError
 from edge.motion import MotionGate
 from edge.perception.align import TemplateAligner
 from edge.perception.detector import BlazeFaceDetector, DetectorConfig
@@ -39,6 +44,7 @@ from edge.sources.base import ThreadedCapture
 from edge.track import FaceSelector, IoUTracker
 from edge.watch import Watchlist
 from edge.watchlist.bundle import ModelRef
+from edge.watchlist.keys import load_signer
 from edge.watchlist.model import embedder_ref, threshold_floor
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,8 @@ class Device:
     embedder_id: str
     model: ModelRef
     clock: Callable[[], datetime]
+    ledger: Ledger
+    signing_key: SigningKey | None = None  # signs audit checkpoints; None: not provisioned
 
     # --- what the runner asks ------------------------------------------------------------
 
@@ -90,6 +98,7 @@ class Device:
             raise
         self.recognizer.set_matcher(act.matcher, self.cfg.matching.threshold)
         self._audit_bundle(now, "pushed")
+        self.ledger.set_watchlist_size(len(act.matcher))
 
     def _audit_bundle(self, now: datetime, how: str) -> None:
         act = self.watch.active
@@ -127,9 +136,42 @@ class Device:
         with contextlib.suppress(EdgeError):
             audit_records.recognition(self.audit, self.clock(), active=active, reason=reason)
 
-    def close(self) -> None:
+    def purge_if_ended(self, now: datetime) -> bool:
+        """End of the order window: templates dropped, bundle file deleted, purge audited."""
+        purged = self.watch.purge_if_ended(now)
+        if purged is None:
+            return False
+        self.recognizer.set_matcher(None)
+        h = purged.bundle.header
+        audit_records.bundle_purged(
+            self.audit, now, bundle_id=h.bundle_id, version=h.version, sha256=purged.bundle.content_sha256,
+            reason="deployment order ended", entry_count=len(purged.bundle.entries),
+            file_deleted=self.watch.file_deleted)
+        self.ledger.set_watchlist_size(0)
+        return True
+
+    def close(self, now: datetime, reason: str) -> None:
+        self.ledger.close(now)
+        with contextlib.suppress(EdgeError):
+            audit_records.stop(self.audit, now, reason=reason)
         self.outbox.close()
         self.audit.close()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:100] or "unnamed"
+
+
+def _audit_order(audit: AuditLog, watch: Watchlist, now: datetime) -> None:
+    o = watch.order
+    if o is None:
+        audit_records.order_refused(audit, now, reason=(watch.order_error or "missing")[:250])
+        return
+    audit_records.order_accepted(
+        audit, now, order_id=o.order_id, sha256=o.content_sha256, site=_slug(o.site),
+        camera_ids=list(o.camera_ids), not_before=o.valid_from, not_after=o.valid_until,
+        purpose=o.purpose[:250], authority_ref=o.authorising_ref[:250],
+        signer_key_ids=sorted(k.hex() for k in o.signer_keyids), retention_days=o.retention_days)
 
 
 def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: MessageHandler,
@@ -153,12 +195,18 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         num_threads=mc.threads)
     model = embedder_ref(manifest)
     floor = threshold_floor(manifest)
-    if cfg.matching.threshold is not None and cfg.matching.threshold < floor:
-        raise ModelError(f"matching.threshold {cfg.matching.threshold} is below the model card's "
-                         f"floor {floor}; raise it or remove it to use the bundle's threshold")
+    if cfg.matching.threshold is not None:
+        check_threshold(cfg.matching.threshold, floor, "config matching.threshold")
 
     watch = Watchlist(cfg.device, cfg.trust, state_dir, model, floor)
     watch.load(now)
+    _audit_order(audit, watch, now)
+    ledger = Ledger(state_dir, audit, cfg.device.id, watch.order)
+    if watch.order is not None:
+        ledger.begin(watch.order, now)
+    if watch.active is not None:
+        ledger.set_watchlist_size(len(watch.active.matcher))
+    signing_key = load_signer(cfg.trust.signing_key) if cfg.trust.signing_key else None
 
     finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
     tc = cfg.tracking
@@ -195,7 +243,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,
                  backend=f"detector:{detector.backend}/embedder:{embedder.backend}",
                  detector_id=detector.model_id, embedder_id=embedder.model_id, model=model,
-                 clock=clock)
+                 clock=clock, ledger=ledger, signing_key=signing_key)
     dev._audit_bundle(now, "start")
     return dev
 

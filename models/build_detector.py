@@ -371,7 +371,7 @@ def head_ranges(
 # --- latency -----------------------------------------------------------------------------
 
 
-def latencies_ms(paths: dict[str, Path], size: int, rounds: int = 6, n: int = 40
+def latencies_ms(paths: dict[str, Path], size: int, rounds: int = 15, n: int = 20
                  ) -> dict[str, tuple[float, float, float]]:
     """Per file: (mean, p95, best-round median) of invokes after warm-up.
 

@@ -179,9 +179,9 @@ def write_report(results: dict[str, dict[str, dict[str, float]]], template: np.n
         *[f"| {n} | {x:.2f} | {y:.2f} |" for n, (x, y) in zip(KEYPOINT_NAMES, template,
                                                             strict=True)],
         "",
-        "Verification (cosine of L2-normalised descriptors). margin = min genuine - max",
-        "impostor (must be > 0 for a threshold to separate every pair); gap = mean genuine",
-        "- mean impostor. Genuine: Obama-Obama pairs; impostor: Obama vs Biden, the",
+        "Verification (cosine of L2-normalised descriptors). margin = min genuine minus",
+        "max impostor (must be > 0 for a threshold to separate every pair); gap = mean",
+        "genuine minus mean impostor. Genuine: Obama-Obama pairs; impostor: Obama vs Biden, the",
         "astronaut, Tom Hanks and the t1 faces (faces dlib finds too, so every method sees",
         "the same faces).",
         "",
@@ -205,7 +205,8 @@ def write_report(results: dict[str, dict[str, dict[str, float]]], template: np.n
               "with the partial faces) and about 30 impostor pairs; differences below",
               "about 0.01 are within the noise of such a sample. The ear tragions are",
               "the least stable BlazeFace keypoints (they move with yaw), which is why",
-              "using all six loses margin. The template was fitted on these same faces.",
+              "using all six loses margin. The unmarked rows use the template fitted on",
+              "all these faces, the one the firmware ships.",
               ""]
     (HERE / "ALIGNMENT.md").write_text("\n".join(lines))
 

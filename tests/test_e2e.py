@@ -46,7 +46,7 @@ def test_scene_gives_one_alert_per_watchlisted_pass(tmp_path: Path, testdata: Pa
     others = {p["identity"] for p in truth["passes"] if not p["watchlisted"]}
     assert len(others) >= 5
     widths = [p["face_width"] for p in truth["passes"]]
-    assert 40 <= min(widths) and max(widths) <= 120
+    assert min(widths) >= 40 and max(widths) <= 120
     expected = watchlisted_passes(truth)
     assert {p["identity"] for p in expected} == {"obama", "biden", "tom_hanks"}
 
@@ -110,8 +110,11 @@ def test_alert_written_before_puback_survives_a_firmware_crash(tmp_path: Path, t
         while time.monotonic() < deadline and not pending:
             time.sleep(0.2)
             if outbox.exists():
-                with sqlite3.connect(outbox) as db:
-                    pending = [r[0] for r in db.execute("SELECT payload FROM events WHERE kind='alert'")]
+                try:
+                    with sqlite3.connect(outbox) as db:
+                        pending = [r[0] for r in db.execute("SELECT payload FROM events WHERE kind='alert'")]
+                except sqlite3.OperationalError:  # created, schema not yet committed
+                    continue
         proc.kill()  # SIGKILL right after the alert is durable, before any PUBACK
         proc.wait()
         assert pending, (dep.work / "run.log").read_text()[-3000:]
@@ -137,8 +140,7 @@ def test_nothing_kept_or_sent_about_people_not_on_the_watchlist(
     time.sleep(1)
     assert sub.payloads("/alerts") == []
     sub.close()
-    log = (dep.work / "run.log").read_text()
-    counters = json.loads(log.split("counters ", 1)[1].split("; frames dropped", 1)[0].replace("'", '"'))
+    counters = json.loads((dep.state / "summary.json").read_text())["counters"]
     assert counters["embeddings"] > 0, "the scene must have exercised the embedder"
     assert counters["decisions"] == 0
     with sqlite3.connect(dep.state / "outbox.sqlite3") as db:
@@ -152,7 +154,8 @@ def test_nothing_kept_or_sent_about_people_not_on_the_watchlist(
         assert path.suffix not in (".npy", ".jpg", ".png"), path
     names = {p.relative_to(dep.state).parts[0] for p in dep.state.iterdir()}
     assert names <= {"audit", "bundle", "outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm",
-                     "transparency.json", "evidence"}, names
+                     "transparency.json", "evidence", "summary.json", "false_alert_monitor.json",
+                     "adjudication.json"}, names
     assert not any((dep.state / "evidence").glob("*")) if (dep.state / "evidence").exists() else True
 
 
@@ -162,8 +165,7 @@ def test_outside_the_order_window_nothing_is_detected(tmp_path: Path, testdata: 
     sub = consumer(broker)
     proc = start_firmware(dep, testdata)
     assert wait_exit(proc, 300) == 0
-    log = (dep.work / "run.log").read_text()
-    counters = json.loads(log.split("counters ", 1)[1].split("; frames dropped", 1)[0].replace("'", '"'))
+    counters = json.loads((dep.state / "summary.json").read_text())["counters"]
     assert counters["frames"] > 0 and counters["frames_gated"] == counters["frames"]
     assert counters["detections"] == 0 and counters["tiles_run"] == 0
     statuses = [json.loads(p) for p in sub.payloads("/status")]
@@ -227,10 +229,10 @@ def test_bad_bundle_pushed_over_mqtt_is_refused_and_the_device_keeps_running(
         assert sub.wait_for(lambda s: any(json.loads(p).get("last_bundle_error")
                                           for p in s.payloads("/status")), timeout=60), \
             (dep.work / "run.log").read_text()[-2000:]
-        status = [json.loads(p) for p in sub.payloads("/status") if json.loads(p).get("last_bundle_error")][-1]
+        statuses = [json.loads(p) for p in sub.payloads("/status")]
+        status = [s for s in statuses if s.get("last_bundle_error")][-1]
         assert status["state"] == "recognising"
-        assert status["bundle"]["version"] == json.loads(
-            [p for p in sub.payloads("/status")][0])["bundle"]["version"]
+        assert status["bundle"]["version"] == statuses[0]["bundle"]["version"]
         assert sub.wait_for(lambda s: len(s.payloads("/alerts")) >= 1, timeout=300), \
             "the device must keep alerting on its last good bundle"
         assert proc.poll() is None

@@ -122,7 +122,7 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
     manifest = load_manifest(MODELS)
     bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
-                            threshold=max(0.92, threshold_floor(manifest)),
+                            threshold=max(0.95, threshold_floor(manifest)),
                             recipients={DEVICE_ID: dkey.public_key})
     (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
     yield Provisioned(base, broker, pki)
@@ -260,3 +260,13 @@ def test_tampered_model_fails_the_models_check(tmp_path: Path) -> None:
     victim.write_bytes(bytes(data))
     c = selftest.check_models(copy)
     assert not c.ok and "blazeface_short_range_fp16" in c.detail
+
+
+def test_unreadable_config_is_the_one_failing_check(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "edge", "selftest", "--json", "--config",
+                        str(tmp_path / "absent.toml")], capture_output=True, text=True, env=env,
+                       timeout=60)
+    report = json.loads(r.stdout)
+    assert r.returncode == 1 and [c["name"] for c in report["checks"]] == ["config"]
+    assert "absent.toml" in report["checks"][0]["detail"] and report["checks"][0]["fix"]

@@ -91,7 +91,7 @@ def test_build_sign_inspect_install_and_match(
     build = ["bundle", "build", "--images", str(images), "--csv", str(k / "entries.csv"),
              "--models-dir", str(models_dir), "--device", f"cam-north={k}/cam-north.key.pub",
              "--fleet", "boulevard", "--version", "1", "--issuer", "Met",
-             "--threshold", "0.92", "--min-quality", f"{bar:.3f}", "--out", str(k / "b.bin")]
+             "--threshold", "0.95", "--min-quality", f"{bar:.3f}", "--out", str(k / "b.bin")]
 
     rc, _, err = _run(capsys, *build)
     assert rc == 1 and not (k / "b.bin").exists()

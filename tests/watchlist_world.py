@@ -93,7 +93,7 @@ class World:
             fleet_id=FLEET,
             recipients={self.device.device_id: bytes(self.dkey.public_key)},
             model=MODEL,
-            threshold=0.92,
+            threshold=0.95,
             entries=entries if entries is not None else [entry(self.rng, i) for i in range(n)],
         )
         args.update(kw)

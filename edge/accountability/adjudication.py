@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -125,7 +125,9 @@ class OutcomeCounters(Protocol):
 
 
 class FalseAlertSink(Protocol):
-    def false_alert(self, now: datetime) -> None: ...
+    """The false-alert monitor as the adjudicator sees it (returns its suspension reason)."""
+
+    def false_alert(self, now: datetime) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,8 @@ class Applied:
 class _Event:
     raised_at: datetime
     settled: str | None = None
-    confirmers: list[str] | None = None
-    seen: list[str] | None = None
+    confirmers: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)  # verifier|outcome|decided_at of applied reviews
 
 
 class Adjudicator:
@@ -194,21 +196,19 @@ class Adjudicator:
                                  note=_remark("unknown event, nothing changed", r.note))
             return Applied(r.event_id, r.outcome, False, False, None, None, (), False)
         key = f"{r.verifier_id}|{r.outcome}|{iso_ts(r.decided_at)}"
-        seen, confirmers = ev.seen or [], ev.confirmers or []
-        if key in seen:
-            return Applied(r.event_id, r.outcome, True, True, None, ev.settled, tuple(confirmers), False)
-        ev.seen = [*seen, key]
+        if key in ev.seen:
+            return Applied(r.event_id, r.outcome, True, True, None, ev.settled, tuple(ev.confirmers), False)
+        ev.seen.append(key)
         counted: str | None = None
         remark = ""
         verifier_ids = [r.verifier_id]
         if r.outcome == "confirmed":
-            if r.verifier_id not in confirmers:
-                confirmers = [*confirmers, r.verifier_id]
-            ev.confirmers = confirmers
-            verifier_ids = sorted(confirmers)
+            if r.verifier_id not in ev.confirmers:
+                ev.confirmers.append(r.verifier_id)
+            verifier_ids = sorted(ev.confirmers)
             needed = 2 if self.require_two_verifiers else 1
-            if len(confirmers) < needed:
-                remark = f"confirmation {len(confirmers)} of {needed} distinct verifiers"
+            if len(ev.confirmers) < needed:
+                remark = f"confirmation {len(ev.confirmers)} of {needed} distinct verifiers"
             elif ev.settled is None:
                 counted = "confirmed"
         elif r.outcome in SETTLING and ev.settled is None:
@@ -227,7 +227,7 @@ class Adjudicator:
             self.counters.count_outcome(counted, now)
             if counted == "false_alert" and self.monitor is not None:
                 self.monitor.false_alert(now)
-        return Applied(r.event_id, r.outcome, True, False, counted, ev.settled, tuple(confirmers), deleted)
+        return Applied(r.event_id, r.outcome, True, False, counted, ev.settled, tuple(ev.confirmers), deleted)
 
     # --- persistence --------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class Adjudicator:
         if self.state_path is None:
             return
         events = {k: {"raised_at": iso_ts(v.raised_at), "settled": v.settled,
-                      "confirmers": v.confirmers or [], "seen": v.seen or []}
+                      "confirmers": v.confirmers, "seen": v.seen}
                   for k, v in sorted(self._events.items())}
         data = json.dumps({"schema": STATE_SCHEMA, "events": events}, sort_keys=True).encode()
         try:

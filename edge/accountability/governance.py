@@ -42,6 +42,11 @@ def threshold_floor(manifest_json: dict[str, Any], family: str) -> float:
     return float(floor)
 
 
+def load_threshold_floor(models_dir: Path, family: str) -> float:
+    """The floor from ``<models_dir>/manifest.json`` (``Manifest`` does not keep top-level blocks)."""
+    return threshold_floor({CARDS_KEY: {family: load_model_card(models_dir, family)}}, family)
+
+
 def load_model_card(models_dir: Path, family: str) -> dict[str, Any]:
     path = Path(models_dir) / "manifest.json"
     try:

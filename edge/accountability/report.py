@@ -142,7 +142,7 @@ def build_report(state_dir: Path, now: datetime, audit_dir: Path | None = None) 
     recs = list(iter_records(audit_dir)) if integrity["present"] else []
     periods = _periods(recs, now)
     starts = [_ts(d.valid_from) or now for d in deployments]
-    ends = [*starts[1:], datetime.max.replace(tzinfo=UTC)]
+    ends = [*starts[1:], datetime.max.replace(tzinfo=UTC)][: len(starts)]
     deps = [_deployment(d, recs, periods, now, end) for d, end in zip(deployments, ends, strict=True)]
     for d in deps:
         d["counters_match_audit"] = d["counters"]["alerts"] == d["audit"]["alerts"]
@@ -196,8 +196,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append(_row("Public contact", d["public_contact"]))
         out.append(_row("Cameras", ", ".join(d["camera_ids"])))
         out.append(_row("Authorised window", f"{d['window']['from']} to {d['window']['until']}"))
-        out.append(_row("Recognition active", f"{_hours(d['active_seconds_counted'])}"
-                        f" in {len(d['active_periods'])} period(s)"))
+        # The gate's on/off records are the account; the ticked time only fills in without them.
+        active = d["active_seconds_audit"] if d["active_periods"] else d["active_seconds_counted"]
+        out.append(_row("Recognition active", f"{_hours(active)} in {len(d['active_periods'])} period(s)"))
         wl = d["watchlist"]
         out.append(_row("Watchlist size (entries)", c["watchlist_size"] or wl["largest_entry_count"]))
         out.append(_row("Match threshold(s)", ", ".join(f"{t:g}" for t in wl["thresholds"])))

@@ -9,8 +9,12 @@ One deployment is one deployment order. Its counters:
   that ``alerts - settled`` is the number awaiting or inconclusive;
 - ``watchlist_size``: entries of the bundle matched against (largest seen);
 - ``active_seconds``: time recognition was running, from ``tick(now, active)``
-  calls; a gap longer than ``MAX_TICK_S`` (a stall, a restart) counts as
-  ``MAX_TICK_S`` at most, so downtime is never reported as recognition time.
+  calls (the runner ticks on every gate change and every few seconds); a gap
+  longer than ``MAX_TICK_S`` (a stall, a restart) counts as ``MAX_TICK_S`` at
+  most, so downtime is never reported as recognition time.
+
+Outcomes are counted under the current deployment (the latest begun): the
+alert's own, unless a new order began between the alert and its review.
 
 Nothing here is about a person: numbers, the order's id, site, window and its
 public references. The file (``transparency.json`` in the state directory) is
@@ -113,6 +117,8 @@ class Transparency:
         self._deployments: dict[str, Deployment] = {}
         self._current: str | None = None
         self._last_tick: datetime | None = None
+        self._last_active = False
+        self.stored_device_id: str | None = None  # as read from the file
         self._load()
 
     # --- deployments ----------------------------------------------------------------------
@@ -124,7 +130,7 @@ class Transparency:
             if dep is None:
                 dep = self._deployments[order.order_id] = Deployment.from_order(order)
             self._current = order.order_id
-            self._last_tick = None
+            self._last_tick, self._last_active = None, False
             self._save(now)
             return dep
 
@@ -162,17 +168,20 @@ class Transparency:
                 dep.watchlist_size = max(dep.watchlist_size, n)
 
     def tick(self, now: datetime, active: bool) -> None:
-        """Account recognition time up to ``now``; ``active`` is whether it ran since the last tick."""
+        """Recognition is ``active`` from ``now`` on; the time since the last tick counts if it was."""
         with self._lock:
             dep = self.current
-            last, self._last_tick = self._last_tick, now
-            if dep is None or not active:
+            last, was = self._last_tick, self._last_active
+            self._last_tick, self._last_active = now, active
+            if dep is None:
                 return
-            if last is not None:
-                dep.active_seconds += min(MAX_TICK_S, max(0.0, (now - last).total_seconds()))
             stamp = iso_ts(now)
-            dep.first_active_at = dep.first_active_at or stamp
-            dep.last_active_at = stamp
+            if was and last is not None:
+                dep.active_seconds += min(MAX_TICK_S, max(0.0, (now - last).total_seconds()))
+                dep.last_active_at = stamp
+            if active:
+                dep.first_active_at = dep.first_active_at or stamp
+                dep.last_active_at = stamp
 
     def _add(self, name: str, n: int) -> None:
         if type(n) is not int or n < 0:
@@ -227,6 +236,8 @@ class Transparency:
             if doc.get("schema") != SCHEMA:
                 raise ValueError(f"schema {doc.get('schema')!r}")
             self._deployments = {k: Deployment.from_json(v) for k, v in doc["deployments"].items()}
+            device_id = doc.get("device_id")
+            self.stored_device_id = device_id if isinstance(device_id, str) else None
             current = doc.get("current")
             self._current = current if current in self._deployments else None
         except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -238,11 +249,7 @@ def load_deployments(path: Path) -> tuple[str | None, list[Deployment]]:
     if not path.exists():
         return None, []
     t = Transparency(path, "")
-    try:
-        device_id = json.loads(path.read_text("utf-8")).get("device_id")
-    except (OSError, ValueError) as e:
-        raise StateError(f"transparency counters {path} are unreadable: {e}") from e
-    return (device_id if isinstance(device_id, str) else None), t.deployments()
+    return t.stored_device_id, t.deployments()
 
 
 def lfr_flag(active: bool, site: str, public_contact: str | None, now: datetime,

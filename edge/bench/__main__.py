@@ -15,6 +15,7 @@ SECTIONS: dict[str, str] = {
     "embedder": "edge.bench.embedder",
     "bundle": "edge.bench.bundle",
     "audit": "edge.bench.audit",
+    "pipeline": "edge.bench.pipeline",
 }
 
 

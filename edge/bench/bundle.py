@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> None:
     data = build_bundle(
         bundle_id="bench", version=1, issued_at=t0, not_before=t0,
         expires_at=t0 + timedelta(days=30), issuer="bench", fleet_id="boulevard",
-        recipients={"cam-north": bytes(dkey.public_key)}, model=model, threshold=0.85,
+        recipients={"cam-north": bytes(dkey.public_key)}, model=model, threshold=0.95,
         entries=entries,
     ).sign(watch).encode()
     build_s = time.perf_counter() - t

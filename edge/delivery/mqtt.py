@@ -153,6 +153,7 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._status: StatusDict = {}
+        self._retained: dict[str, bytes] = {}
         self._conn: _Conn | None = None
         self._attempt = 0
         self._next_attempt = 0.0
@@ -197,6 +198,16 @@ class MqttLink:
     def set_status(self, status: StatusDict) -> None:
         """Replace the retained status (the link adds availability and device id)."""
         self._commands.put(("status", dict(status)))
+        self.wake()
+
+    def set_retained(self, leaf: str, document: dict[str, Any]) -> None:
+        """Keep ``<prefix>/<leaf>`` set to ``document`` (retained), republished on every connect.
+
+        For public, non-biometric state such as the transparency figures and the
+        "live facial recognition active" flag; the latest value wins.
+        """
+        payload = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+        self._commands.put(("retained", (leaf, payload)))
         self.wake()
 
     def wake(self) -> None:
@@ -300,11 +311,17 @@ class MqttLink:
                 name, arg = self._commands.get_nowait()
             except queue.Empty:
                 return
+            conn = self._conn
             if name == "status":
                 self._status = arg
-                conn = self._conn
                 if conn is not None and conn.connected:
                     self._publish_status(conn, "online")
+            elif name == "retained":
+                leaf, payload = arg
+                if self._retained.get(leaf) != payload:
+                    self._retained[leaf] = payload
+                    if conn is not None and conn.connected:
+                        conn.client.publish(self.config.topic(leaf), payload, qos=1, retain=True)
 
     def _io(self, conn: _Conn) -> None:
         client = conn.client
@@ -436,6 +453,8 @@ class MqttLink:
         log.info("mqtt: connected to %s:%d; %d events pending", self.config.host,
                  self.config.port, self.outbox.depth())
         self._publish_status(conn, "online")
+        for leaf, payload in self._retained.items():
+            client.publish(self.config.topic(leaf), payload, qos=1, retain=True)
         topics = [(self.config.topic(leaf), 1) for leaf in self.config.subscriptions]
         if topics:
             client.subscribe(topics)

@@ -9,6 +9,7 @@ Both count what they drop, so the pipeline can report it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -40,6 +41,8 @@ class Frame:
     ts: float
     image: RGBImage
     lores: GreyImage | None = None
+    # time.monotonic() when the frame reached the pipeline, for latency figures.
+    received: float = 0.0
 
 
 class FrameSource(Protocol):
@@ -169,7 +172,7 @@ class ThreadedCapture:
             for frame in self._produce():
                 if self._stop.is_set():
                     break
-                self.buffer.put(frame, self._stop)
+                self.buffer.put(dataclasses.replace(frame, received=time.monotonic()), self._stop)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             error = exc
         finally:

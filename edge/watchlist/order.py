@@ -8,6 +8,7 @@ frame batch and detects nothing while the answer is not active.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,9 +46,10 @@ class DeploymentOrder:
     public_notice_ref: str
     retention_days: int = MAX_RETENTION_DAYS
     public_contact: str | None = None
-    false_alert_budget: int | None = None  # alerts per day above which operators are told
+    false_alert_budget: int | None = None  # false alerts per 10,000 faces; above it matching stops
     require_two_verifiers: bool = False
     content_sha256: str = ""
+    signer_keyids: frozenset[bytes] = frozenset()
 
     def check(self, now: datetime, device_id: str, camera_id: str) -> OrderStatus:
         if device_id != self.device_id:
@@ -136,8 +138,8 @@ def parse_order(header: bytes, content_sha256: str = "") -> DeploymentOrder:
 def verify_order(data: bytes, trust: TrustRoot, fleet_id: str) -> DeploymentOrder:
     """Signature, type and structure. The time window is ``check``'s job, with ``now``."""
     env = decode(data, max_header=MAX_ORDER_HEADER, max_body=0, expect=ORDER_TYPE)
-    trust.verify(env, "order")
+    signers = trust.verify(env, "order")
     order = parse_order(env.header, env.content_sha256())
     if order.fleet_id != fleet_id:
         raise OrderError(f"order is for fleet {order.fleet_id!r}, not {fleet_id!r}")
-    return order
+    return dataclasses.replace(order, signer_keyids=signers)

@@ -103,7 +103,7 @@ class BundleStore:
     def active_bytes(self) -> bytes | None:
         """The active bundle's bytes, checked against the hash recorded with them."""
         inst = self.installed()
-        if inst is None:
+        if inst is None or inst.file == PURGED:
             return None
         path = self.dir / inst.file
         try:
@@ -156,6 +156,9 @@ class BundleStore:
             device_key=device_key, limits=limits,
         )
         if before and verified.content_sha256 == before.record.content_sha256:
+            if before.file == PURGED:
+                raise StateError(f"bundle {before.record.bundle_id} v{before.record.version} was purged "
+                                 "when its deployment ended; a new version must be issued")
             return verified  # already active: nothing to write
         file_sha = hashlib.sha256(data).hexdigest()
         name = f"bundle-{file_sha}.bin"
@@ -198,6 +201,36 @@ class BundleStore:
                 with contextlib.suppress(OSError):
                     p.unlink()
         fsync_dir(self.dir)
+
+
+PURGED = "purged"
+
+
+def _purged_state(inst: Installed) -> dict[str, object]:
+    r = inst.record
+    return {"version": r.version, "issued_at": canonical.format_time(r.issued_at),
+            "content_sha256": r.content_sha256, "bundle_id": r.bundle_id,
+            "file": PURGED, "file_sha256": PURGED}
+
+
+def purge_bundle(store: BundleStore) -> bool:
+    """Delete the encrypted bundle file; keep the version record (rollback protection).
+
+    Returns True if a file was deleted. The state is rewritten first, so a power
+    cut between the two steps leaves an orphan file that the next install removes,
+    never a state that names a missing file.
+    """
+    inst = store.installed()
+    if inst is None or inst.file == PURGED:
+        return False
+    atomic_write(store.dir / STATE_FILE, json.dumps(_purged_state(inst), indent=1).encode())
+    path = store.dir / inst.file
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    fsync_dir(store.dir)
+    return True
 
 
 def install_trust(path: Path, current: TrustRoot, data: bytes) -> TrustRoot:

@@ -56,7 +56,7 @@ def seed() -> Envelope:
     return build_bundle(
         bundle_id="b", version=1, issued_at=T0, not_before=T0,
         expires_at=T0 + timedelta(days=30), issuer="i", fleet_id="boulevard",
-        recipients={"cam-north": bytes(DKEY.public_key)}, model=MODEL, threshold=0.85,
+        recipients={"cam-north": bytes(DKEY.public_key)}, model=MODEL, threshold=0.95,
         entries=entries,
     )
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""``make models``: rebuild every model file and its manifest entry from pinned sources.
+
+Runs in the build venv (TensorFlow, ai-edge-quantizer; never on the device):
+first the BlazeFace detectors, then the dlib embedder. The dlib-dependent steps
+(alignment template fit, reference descriptors) are separate and run by hand,
+since dlib takes 10-20 minutes to compile; their outputs are committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sources", type=Path, required=True, help="dlib model files (make models fetches them)")
+    ap.add_argument("--testdata", type=Path, required=True, help="real faces for calibration")
+    ap.add_argument("--out", type=Path, default=HERE)
+    args = ap.parse_args(argv)
+    steps = [
+        [sys.executable, str(HERE / "build_detector.py"), "--testdata", str(args.testdata),
+         "--out", str(args.out)],
+        [sys.executable, str(HERE / "build_embedder.py"), "--sources", str(args.sources),
+         "--testdata", str(args.testdata), "--out", str(args.out)],
+    ]
+    for cmd in steps:
+        print("+", " ".join(cmd), flush=True)
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc != 0:
+            print(f"build.py: {Path(cmd[1]).name} failed ({rc})", file=sys.stderr)
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Shared pieces of the accountability tests: a deployment order, a real face crop, an audit log."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.audit.log import AuditLog, iter_records
+from edge.watchlist.order import DeploymentOrder
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+ORDER = DeploymentOrder(
+    order_id="DO-2026-041", issuer="Chief Constable", issued_at=T0 - timedelta(days=1), fleet_id="fleet-1",
+    device_id="cam-north", camera_ids=("cam0",), site="boulevard-north-gate",
+    purpose="locate persons wanted on court warrants during the market",
+    valid_from=T0, valid_until=T0 + timedelta(days=2),
+    authorising_ref="AUTH/2026/77", dpia_ref="DPIA-19", equality_impact_ref="EIA-4",
+    rights_impact_ref="HRA-8", public_notice_ref="https://example.org/notice/41",
+    public_contact="lfr@example.org", false_alert_budget=3, require_two_verifiers=True,
+    retention_days=14,
+)
+
+
+def face_crop_jpeg(testdata: Path, name: str = "obama.jpg") -> bytes:
+    """A real JPEG crop around the face of a pinned test image (what an alert carries)."""
+    img = cv2.imread(str(testdata / name), cv2.IMREAD_COLOR)
+    assert img is not None
+    h, w = img.shape[:2]
+    crop = np.ascontiguousarray(img[h // 8: h // 2, w // 4: 3 * w // 4])
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    return bytes(buf.tobytes())
+
+
+def open_audit(tmp: Path, now: datetime = T0) -> AuditLog:
+    return AuditLog.open(tmp / "audit", "cam-north", now)
+
+
+def records_of(log: AuditLog, kind: str) -> list[dict[str, Any]]:
+    return [r["data"] for r in iter_records(log.directory) if r["kind"] == kind]
+
+
+_B64_RUN = re.compile(rb"[A-Za-z0-9+/=_-]{200,}")
+
+
+def assert_no_image_bytes(blob: bytes, crops: list[bytes]) -> None:
+    """No JPEG (raw or base64 of any 48-byte window of it) and no long encoded run in ``blob``."""
+    assert b"\xff\xd8\xff" not in blob
+    assert _B64_RUN.search(blob) is None
+    for crop in crops:
+        for off in range(0, len(crop) - 48, max(1, len(crop) // 16)):
+            piece = crop[off: off + 48]
+            assert piece not in blob
+            assert base64.b64encode(piece)[8:56] not in blob
