@@ -113,7 +113,8 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
             camera_id: str = "cam-1", site: str = "Demo Boulevard, north end",
             scenario: Sequence[str] = (), realtime: bool = True, threshold: float = 0.94,
             order_window: tuple[timedelta, timedelta] = (timedelta(hours=-1), timedelta(days=1)),
-            now: datetime | None = None, extra_config: str = "", video: bool = False) -> Deployment:
+            now: datetime | None = None, extra_config: str = "", video: bool = False,
+            false_alert_budget: int | None = None, require_two_verifiers: bool = False) -> Deployment:
     """Provision a device in ``work`` as the authority and installer would."""
     now = now or datetime.now(UTC)
     work.mkdir(parents=True, exist_ok=True)
@@ -163,8 +164,10 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         "authorising_ref": "AUTH-DEMO-1", "dpia_ref": "DPIA-DEMO-1",
         "equality_impact_ref": "EIA-DEMO-1", "rights_impact_ref": "HRIA-DEMO-1",
         "public_notice_ref": "NOTICE-DEMO-1", "retention_days": 31,
-        "public_contact": "lfr-enquiries@example.org", "require_two_verifiers": False,
+        "public_contact": "lfr-enquiries@example.org", "require_two_verifiers": require_two_verifiers,
     }
+    if false_alert_budget is not None:  # false alerts per 10,000 faces (edge.accountability.monitor)
+        order_doc["false_alert_budget"] = false_alert_budget
     (central / "order.json").write_text(json.dumps(order_doc, indent=1))
     order = keys / "order.bin"
     _tool("order", "sign", "--key", str(signer), "--out", str(order), str(central / "order.json"))

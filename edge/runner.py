@@ -151,6 +151,8 @@ class Runner:
         worker.join(10.0)
         self.dev.recognizer.finish()
         self.gate = Gate(False, "stopped")
+        # The retained public flag must not keep saying "active" once we are down.
+        self.dev.link.set_retained("lfr", self.dev.ledger.lfr_payload(False, self.clock()))
         self._account()
         self._publish_status()
         self._checkpoint()

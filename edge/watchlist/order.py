@@ -9,7 +9,7 @@ frame batch and detects nothing while the answer is not active.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from edge.errors import MalformedError, OrderError
@@ -49,7 +49,7 @@ class DeploymentOrder:
     false_alert_budget: int | None = None  # false alerts per 10,000 faces; above it matching stops
     require_two_verifiers: bool = False
     content_sha256: str = ""
-    signer_keyids: frozenset[bytes] = frozenset()
+    signer_keyids: frozenset[bytes] = field(default=frozenset(), compare=False)  # who signed, for the audit
 
     def check(self, now: datetime, device_id: str, camera_id: str) -> OrderStatus:
         if device_id != self.device_id:
