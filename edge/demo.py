@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import os
 import shutil
@@ -100,7 +101,9 @@ def local_broker(work: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _tool(*argv: str) -> None:
-    rc = edge_main(list(argv))
+    # The tools print JSON receipts for scripts; the demo shows only what matters.
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = edge_main(list(argv))
     if rc != 0:
         raise EdgeError(f"`edge {' '.join(argv)}` failed ({rc})")
 

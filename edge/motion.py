@@ -25,15 +25,16 @@ U8Image = npt.NDArray[np.uint8]
 
 
 def to_lores_grey(image: U8Image, width: int) -> U8Image:
-    """RGB or grey frame -> grey image ``width`` pixels wide (aspect kept)."""
+    """RGB or grey frame -> grey image about ``width`` pixels wide (aspect kept).
+
+    Integer-step subsampling, not an area resize: it is 5x cheaper on a 1080p frame
+    and the gate blurs the result anyway; people are far larger than the step.
+    """
     h, w = image.shape[:2]
-    out = image
-    if w != width:
-        height = max(1, round(h * width / w))
-        out = np.asarray(cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA),
-                         np.uint8)
+    step = max(1, w // width)
+    out = image[::step, ::step] if step > 1 else image
     if out.ndim == 3:
-        out = np.asarray(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), np.uint8)
+        out = np.asarray(cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2GRAY), np.uint8)
     return np.ascontiguousarray(out)
 
 

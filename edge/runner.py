@@ -76,6 +76,7 @@ class Runner:
         self._sent_at: dict[int, float] = {}  # outbox id -> capture monotonic time
         self._error: BaseException | None = None
         self._source_done = threading.Event()
+        self._stopped = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -150,6 +151,7 @@ class Runner:
         self.dev.capture.stop()
         worker.join(10.0)
         self.dev.recognizer.finish()
+        self._stopped = True
         self.gate = Gate(False, "stopped")
         # The retained public flag must not keep saying "active" once we are down.
         self.dev.link.set_retained("lfr", self.dev.ledger.lfr_payload(False, self.clock()))
@@ -350,6 +352,8 @@ class Runner:
         self.dev.link.wake()
 
     def _state(self) -> str:
+        if self._stopped:
+            return "stopped"
         if self.gate.suspended:
             return "suspended"
         return "recognising" if self.gate.active else "idle"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge.cli import main as edge_main
 from edge.demo import Deployment, prepare
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
@@ -22,12 +24,82 @@ ROOT = Path(__file__).resolve().parents[1]
 def provision(tmp: Path, testdata: Path, broker: Broker, *, seconds: int = 20, seed: int = 3,
               watchlisted: str = "obama,biden,tom_hanks", n_others: int = 5,
               order_window: tuple[timedelta, timedelta] = (timedelta(hours=-1), timedelta(days=1)),
-              extra_config: str = "", scenario_extra: tuple[str, ...] = ()) -> Deployment:
+              extra_config: str = "", scenario_extra: tuple[str, ...] = (), realtime: bool = False,
+              false_alert_budget: int | None = None, require_two_verifiers: bool = False) -> Deployment:
     scenario = ("--seconds", str(seconds), "--seed", str(seed), "--face-min", "40", "--face-max", "120",
                 "--n-others", str(n_others), "--watchlisted", watchlisted,
                 *scenario_extra)
-    return prepare(tmp / "device", testdata, port=broker.port, scenario=scenario, realtime=False,
-                   order_window=order_window, extra_config=extra_config)
+    return prepare(tmp / "device", testdata, port=broker.port, scenario=scenario, realtime=realtime,
+                   order_window=order_window, extra_config=extra_config,
+                   false_alert_budget=false_alert_budget, require_two_verifiers=require_two_verifiers)
+
+
+def edge_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``edge ARGS`` as a separate process, as an operator would type it."""
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+def _tool(*argv: str) -> None:
+    rc = edge_main(list(argv))
+    if rc != 0:
+        raise AssertionError(f"`edge {' '.join(argv)}` failed ({rc})")
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resign_order(dep: Deployment, **changes: Any) -> dict[str, Any]:
+    """Re-issue the device's deployment order with ``changes`` (as the authority would), signed."""
+    doc_path = dep.work / "central" / "order.json"
+    doc: dict[str, Any] = {**json.loads(doc_path.read_text()), **changes}
+    doc_path.write_text(json.dumps(doc, indent=1))
+    _tool("order", "sign", "--key", str(dep.signer), "--out", str(dep.order), str(doc_path))
+    return doc
+
+
+def use_scene(dep: Deployment, testdata: Path, name: str, args: tuple[str, ...], *,
+              realtime: bool) -> Path:
+    """Generate another scene for the same device and point its config at it."""
+    out = dep.work / name
+    _tool("scenario", "--out", str(out), "--no-video", "--faces", str(testdata), *args)
+    scene = out / "scene.json"
+    text = re.sub(r'(?m)^target = ".*"$', f'target = "{scene}"', dep.config.read_text())
+    text = re.sub(r"(?m)^realtime = \w+$", f"realtime = {'true' if realtime else 'false'}", text)
+    dep.config.write_text(text)
+    return scene
+
+
+def low_floor_models(folder: Path, floor: float) -> Path:
+    """The same model files under a manifest whose card claims a lower floor (a tampered card)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in (ROOT / "models").iterdir():
+        if f.is_file() and f.name != "manifest.json":
+            (folder / f.name).symlink_to(f)
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    for card in manifest["model_cards"].values():
+        card["threshold_floor"] = floor
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return folder
+
+
+def build_bundle(dep: Deployment, out: Path, *, version: int, threshold: float,
+                 models_dir: Path = ROOT / "models", device_id: str = "dev-demo"
+                 ) -> subprocess.CompletedProcess[str]:
+    """``edge bundle build`` of the device's enrolment at ``threshold`` (not signed)."""
+    central = dep.work / "central"
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    return edge_cli("bundle", "build", "--images", str(central / "enrolment"), "--csv",
+                    str(central / "entries.csv"), "--device", f"{device_id}={dep.device_key}.pub",
+                    "--fleet", "demo-fleet",
+                    "--version", str(version), "--issuer", "Demo Authority", "--threshold", str(threshold),
+                    "--valid-days", "7", "--out", str(out), "--now", iso(now),
+                    "--models-dir", str(models_dir))
+
+
+def sign_bundle(dep: Deployment, bundle: Path) -> None:
+    _tool("bundle", "sign", "--key", str(dep.signer), str(bundle))
 
 
 def start_firmware(dep: Deployment, testdata: Path, log_name: str = "run.log") -> subprocess.Popen[bytes]:
@@ -82,7 +154,8 @@ def assign_to_passes(dep: Deployment, alerts: list[dict[str, Any]]) -> dict[str,
                 v = iou(a["box"], box[1:])
                 if v > best_iou:
                     best, best_iou = f"{p['person']}#{p['pass_index']}", v
-        out.setdefault(best if best_iou >= 0.3 else f"unmatched:{a['subject_ref']}", []).append(a["event_id"])
+        key = best if best is not None and best_iou >= 0.3 else f"unmatched:{a['subject_ref']}"
+        out.setdefault(key, []).append(a["event_id"])
     return out
 
 

@@ -239,3 +239,52 @@ def test_bad_bundle_pushed_over_mqtt_is_refused_and_the_device_keeps_running(
     finally:
         stop_firmware(proc)
         sub.close()
+
+
+def test_systemd_notify_ready_watchdog_status_and_clean_sigterm(
+        tmp_path: Path, testdata: Path, broker: Broker) -> None:
+    import os
+    import signal
+    import socket
+
+    dep = provision(tmp_path, testdata, broker, seconds=60, seed=6)
+    sock_path = str(tmp_path / "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(sock_path)
+    srv.settimeout(0.5)
+    sub = consumer(broker)
+    env = {**os.environ, "EDGE_TESTDATA": str(testdata), "NOTIFY_SOCKET": sock_path,
+           "WATCHDOG_USEC": "2000000"}
+    log = (dep.work / "run.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(dep.config)],
+                            stdout=log, stderr=log, env=env, cwd=ROOT)
+    msgs: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and sum(m == "WATCHDOG=1" for m in msgs) < 3:
+            try:
+                msgs.append(srv.recv(4096).decode())
+            except TimeoutError:
+                continue
+        ready = [m for m in msgs if m.startswith("READY=1")]
+        assert ready and "STATUS=recognising" in ready[0], msgs[:5]
+        assert msgs.index(ready[0]) < msgs.index("WATCHDOG=1")  # no ping before READY
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        while True:
+            try:
+                msgs.append(srv.recv(4096).decode())
+            except TimeoutError:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        srv.close()
+    assert any(m.startswith("STOPPING=1") for m in msgs)
+    assert sub.wait_for(lambda s: any(json.loads(p).get("availability") == "offline"
+                                      for p in s.payloads("/status")), timeout=10)
+    last = json.loads(sub.payloads("/status")[-1])
+    sub.close()
+    assert last["availability"] == "offline" and last["state"] == "stopped"
+    summary = json.loads((dep.state / "summary.json").read_text())
+    assert summary["outbox"]["drained"] is True

@@ -60,44 +60,45 @@ def _baseline(scene_json: Path, frames: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
+ROI = "\n[detection]\nroi = [0, 380, 1920, 920]  # the walkway, as an installer would set it\n"
+
+
+def _report(name: str, summary: dict[str, object], rss: float, wall: float, base_fps: float) -> None:
+    fps = summary["throughput_fps"]
+    lat = summary["alert_latency_ms"]
+    c = summary["counters"]
+    assert isinstance(fps, float) and isinstance(lat, dict) and isinstance(c, dict)
+    print(f"{name}")
+    print(f"{'  throughput':44s} {fps:9.2f} fps  ({fps / base_fps:.2f}x baseline)")
+    print(f"{'  tiles run per frame (motion gate)':44s} {c['tiles_run'] / max(1, c['frames']):9.1f}")
+    print(f"{'  frames processed / dropped':44s} {c['frames']:9d} / {summary['frames_dropped']}")
+    print(f"{'  alerts':44s} {summary['alerts']!s:>9s}")
+    print(f"{'  alert latency capture->PUBACK p50 / p95':44s} {lat['p50']!s:>9s} / {lat['p95']} ms"
+          f" (n={lat['n']})")
+    print(f"{'  peak RSS (VmHWM)':44s} {rss:9.1f} MB")
+    print(f"{'  wall time incl. model load':44s} {wall:9.1f} s")
+
+
 def run(args: argparse.Namespace) -> None:
-    seconds = 30
+    seconds = 60
+    scene = ("--seconds", str(seconds), "--seed", "21")
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         work = Path(tmp)
         port = free_port()
         with local_broker(work, port):
-            dep = prepare(work / "fast", _testdata(), port=port, realtime=False, video=True,
-                          scenario=("--seconds", str(seconds), "--seed", "21", "--fps", "15"))
-            base_fps = _baseline(dep.scene, 60)
-            summary, wall, rss = _run_firmware(dep.config, dep.work)
-            live = prepare(work / "live", _testdata(), port=port, realtime=True, video=True,
-                           scenario=("--seconds", str(seconds), "--seed", "21", "--fps", "30"))
-            live_summary, _live_wall, live_rss = _run_firmware(live.config, live.work)
-    fps = summary["throughput_fps"]
-    lat = summary["alert_latency_ms"]
-    counters = summary["counters"]
-    live_c = live_summary["counters"]
-    assert isinstance(fps, float) and isinstance(lat, dict) and isinstance(counters, dict)
-    assert isinstance(live_c, dict)
-    frames, live_frames = counters["frames"], live_c["frames"]
-    dropped = int(str(live_summary["frames_dropped"]))
-    print(f"scene: 1920x1080, {seconds} s, 3 watchlisted + 5 others; runtime on {os.cpu_count()} cores")
-    print(f"{'measure':44s} {'value':>12s}")
-    print(f"{'baseline: tiled detector alone, all tiles':44s} {base_fps:9.2f} fps")
-    print(f"{'edge run, lossless replay: throughput':44s} {fps:9.2f} fps  "
-          f"({fps / base_fps:.2f}x baseline)")
-    print(f"{'  tiles run per frame (motion gate)':44s} {counters['tiles_run'] / max(1, frames):9.1f}")
-    print(f"{'  alerts':44s} {summary['alerts']!s:>9s}")
-    print(f"{'  alert latency capture->PUBACK p50':44s} {lat['p50']!s:>9s} ms")
-    print(f"{'  alert latency capture->PUBACK p95':44s} {lat['p95']!s:>9s} ms")
-    print(f"{'  peak RSS':44s} {rss:9.1f} MB")
-    print(f"{'  wall time incl. model load':44s} {wall:9.1f} s")
-    share = dropped / max(1, live_frames + dropped)
-    print(f"{'edge run, live 30 fps: frames processed':44s} {live_frames:9d}")
-    print(f"{'  frames dropped (could not keep up)':44s} {dropped:9d}  ({share:.0%})")
-    print(f"{'  alerts':44s} {live_summary['alerts']!s:>9s}")
-    print(f"{'  peak RSS':44s} {live_rss:9.1f} MB")
-
-
-if __name__ == "__main__":
-    run(argparse.Namespace())
+            full = prepare(work / "full", _testdata(), port=port, realtime=False, video=True,
+                           scenario=(*scene, "--fps", "15"))
+            base_fps = _baseline(full.scene, 60)
+            runs = [("edge run, whole frame, lossless replay", full)]
+            runs.append(("edge run, walkway ROI, lossless replay",
+                         prepare(work / "roi", _testdata(), port=port, realtime=False, video=True,
+                                 scenario=(*scene, "--fps", "15"), extra_config=ROI)))
+            runs.append(("edge run, walkway ROI, live 30 fps camera (paced)",
+                         prepare(work / "live", _testdata(), port=port, realtime=True, video=True,
+                                 scenario=(*scene, "--fps", "30"), extra_config=ROI)))
+            print(f"scene: 1920x1080 video, {seconds} s, 3 watchlisted + 5 others; "
+                  f"{os.cpu_count()} cores")
+            print(f"{'baseline: tiled detector alone, whole frame, all tiles':44s} {base_fps:9.2f} fps")
+            for name, dep in runs:
+                summary, wall, rss = _run_firmware(dep.config, dep.work)
+                _report(name, summary, rss, wall, base_fps)
