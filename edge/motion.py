@@ -30,8 +30,7 @@ def to_lores_grey(image: U8Image, width: int) -> U8Image:
     Integer-step subsampling, not an area resize: it is 5x cheaper on a 1080p frame
     and the gate blurs the result anyway; people are far larger than the step.
     """
-    h, w = image.shape[:2]
-    step = max(1, w // width)
+    step = max(1, image.shape[1] // width)
     out = image[::step, ::step] if step > 1 else image
     if out.ndim == 3:
         out = np.asarray(cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2GRAY), np.uint8)

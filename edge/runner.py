@@ -191,7 +191,7 @@ class Runner:
         }
 
     def _write_summary(self, drained: bool, depth: int) -> None:
-        from edge.watchlist.state import atomic_write
+        from edge.fsutil import atomic_write
 
         try:
             atomic_write(self.cfg.state.dir / "summary.json",

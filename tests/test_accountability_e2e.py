@@ -64,9 +64,9 @@ def consumer(broker: Broker) -> Subscriber:
 
 def messages(sub: Subscriber, leaf: str, start: int = 0) -> list[tuple[int, dict[str, Any]]]:
     """(arrival index, document) of each message on ``edge/<device>/<leaf>`` from index ``start``."""
-    with sub._cond:
-        seen = list(enumerate(sub.messages))
-    return [(i, json.loads(p)) for i, (t, p, _r) in seen[start:] if t == f"edge/{DEVICE}/{leaf}"]
+    seen = list(sub.messages)  # appended to by the subscriber's thread; a copy is a consistent prefix
+    topic = f"edge/{DEVICE}/{leaf}"
+    return [(i, json.loads(p)) for i, (t, p, _r) in enumerate(seen) if i >= start and t == topic]
 
 
 def docs(sub: Subscriber, leaf: str, start: int = 0) -> list[dict[str, Any]]:
@@ -315,9 +315,12 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
     sub = consumer(broker)
     proc = start_firmware(dep, testdata)
     reviewed: set[str] = set()
+    retained_status: dict[str, Any] | None = None
     deadline = time.monotonic() + 240
     try:
         while proc.poll() is None and time.monotonic() < deadline:  # the centre marks every alert false
+            if retained_status is None and any(d["state"] == "suspended" for d in docs(sub, "status")):
+                retained_status = retained(broker, "status")  # what anyone reads on the topic now
             sub.wait_for(lambda s: len(s.payloads("/alerts")) > len(reviewed), timeout=0.5)
             for a in alerts_of(sub):
                 if a["event_id"] not in reviewed:
@@ -342,8 +345,13 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
     assert any(not d["live_facial_recognition"] and suspended[0][0] <= i < stopped_at for i, d in lfr), \
         "the public flag goes off when matching is suspended"
 
+    assert retained_status is not None and retained_status["state"] == "suspended"
+    assert retained_status["reason"] == reason
     (rec,) = audit(dep, "matching_suspended")
     assert rec["data"]["false_alerts"] == 2 and rec["data"]["budget"] == 1
+    # Before the minimum sample of 10,000 faces: suspended because no number of further
+    # faces could bring 2 false alerts back within a budget of 1 per 10,000.
+    assert rec["data"]["faces_processed"] < 10_000
     when = ts(rec["ts"])
     assert len(alerts) >= 2 and all(ts(a["captured_at"]) <= when for a in alerts)
     t0 = ts(next(d for _i, d in lfr if d["live_facial_recognition"])["since"])

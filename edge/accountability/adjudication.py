@@ -44,7 +44,7 @@ from edge.audit import records
 from edge.audit.chain import iso_ts
 from edge.audit.records import OUTCOMES, AuditSink
 from edge.errors import ReviewError, StateError
-from edge.watchlist.state import atomic_write
+from edge.fsutil import atomic_write
 
 SCHEMA: Final = "edge.review/1"
 MAX_REVIEW_BYTES: Final = 4096

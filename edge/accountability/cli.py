@@ -32,7 +32,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = build_report(args.state, datetime.now(UTC), args.audit)
     text = report_json(report) if args.format == "json" else render_markdown(report)
     if args.output is not None:
-        from edge.watchlist.state import atomic_write
+        from edge.fsutil import atomic_write
 
         try:
             atomic_write(args.output, text.encode("utf-8"), 0o644)

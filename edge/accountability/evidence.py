@@ -32,8 +32,8 @@ from edge.audit import records
 from edge.audit.chain import iso_ts
 from edge.audit.records import AuditSink
 from edge.errors import StateError
+from edge.fsutil import atomic_write, fsync_dir
 from edge.watchlist.order import MAX_RETENTION_DAYS
-from edge.watchlist.state import atomic_write, fsync_dir
 
 WHAT: Final = "alert_evidence"
 MAX_CROP_BYTES: Final = 512 * 1024

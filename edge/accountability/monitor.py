@@ -35,7 +35,7 @@ from typing import Final
 from edge.audit import records
 from edge.audit.records import AuditSink
 from edge.errors import StateError
-from edge.watchlist.state import atomic_write
+from edge.fsutil import atomic_write
 
 UNIT_FACES: Final = 10_000
 DEFAULT_BUDGET: Final = 1.0  # per UNIT_FACES, when the order sets none

@@ -35,8 +35,8 @@ from typing import Any, Final
 
 from edge.audit.chain import iso_ts
 from edge.errors import StateError
+from edge.fsutil import atomic_write
 from edge.watchlist.order import MAX_RETENTION_DAYS, DeploymentOrder
-from edge.watchlist.state import atomic_write
 
 SCHEMA: Final = "edge.transparency/1"
 LFR_SCHEMA: Final = "edge.lfr/1"

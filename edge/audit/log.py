@@ -41,6 +41,7 @@ from edge.audit.checkpoint import sign_checkpoint
 from edge.audit.guard import check_data, check_size
 from edge.audit.verify import Anchor, VerifyReport, verify_log
 from edge.errors import AuditError
+from edge.fsutil import atomic_write, fsync_dir, write_all
 
 if TYPE_CHECKING:
     from nacl.signing import SigningKey
@@ -95,32 +96,6 @@ def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
                 raise AuditError(f"{path.name}: unreadable record: {e}") from e
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 class AuditLog:
     """Single-writer, thread-safe append-only log. Use :meth:`open`."""
 
@@ -159,7 +134,7 @@ class AuditLog:
     def _open(self, now: datetime) -> None:
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, mode=0o750)
-            _fsync_dir(self.directory.parent)
+            fsync_dir(self.directory.parent)
         self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -193,7 +168,7 @@ class AuditLog:
         while target.exists():  # a second power cut at the same offset keeps the first remains too
             n += 1
             target = path.with_name(f"{path.name}.torn-{cut}.{n}")
-        _write_atomic(target, tail)
+        atomic_write(target, tail, 0o640)
         fd = os.open(path, os.O_WRONLY)
         try:
             os.ftruncate(fd, cut)
@@ -276,7 +251,7 @@ class AuditLog:
                     check_data(data)
                 record = make_record(self._seq + 1, ts, kind, data, self._head)
                 self._write(encode_line(record), record)
-                _write_atomic(self.directory / HEAD_FILE,
+                atomic_write(self.directory / HEAD_FILE,
                               json.dumps({"segment": self._segment.name if self._segment else "",
                                           "seq": self._seq, "hash": self._head}).encode())
             except OSError as e:
@@ -288,7 +263,7 @@ class AuditLog:
         self._number += 1
         path = self.directory / segment_name(self._number)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd, self._segment, self._size = fd, path, 0
@@ -302,7 +277,7 @@ class AuditLog:
         self._prev_segment = None
 
     def _write(self, line: bytes, record: dict[str, Any]) -> None:
-        _write_all(self._fd, line)
+        write_all(self._fd, line)
         os.fsync(self._fd)
         self._size += len(line)
         self._seq, self._head = record["seq"], record["hash"]

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ImageError
+from edge.fsutil import atomic_write, fsync_dir
 from edge.perception.types import RGBImage
 from edge.scenario.catalogue import IDENTITIES, FaceRef
 from edge.scenario.plan import Pass, ScenarioSpec, plan_passes
@@ -243,22 +244,8 @@ def scenario_source(truth_path: Path, *, start_time: datetime | None = None,
                           start_time=start_time, realtime=realtime)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    atomic_write(path, json.dumps(data, indent=1).encode(), 0o644)
 
 
 def write_video(scene: Scene, path: Path) -> None:
@@ -274,7 +261,7 @@ def write_video(scene: Scene, path: Path) -> None:
     finally:
         writer.release()
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_scenario(scene: Scene, out_dir: Path, *, video: bool = True,

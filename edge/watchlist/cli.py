@@ -35,7 +35,7 @@ def _sign_file(path: Path, key_paths: list[Path], out: Path | None) -> Envelope:
     env = decode(path.read_bytes(), max_header=BIG, max_body=BIG)
     for kp in key_paths:
         env = env.sign(keys.load_signer(kp))
-    from edge.watchlist.state import atomic_write
+    from edge.fsutil import atomic_write
 
     atomic_write(out or path, env.encode(), mode=0o644)
     return env
@@ -83,7 +83,7 @@ def _trust_doc(args: argparse.Namespace, version: int) -> Envelope:
 
 
 def _trust_init(args: argparse.Namespace) -> int:
-    from edge.watchlist.state import atomic_write
+    from edge.fsutil import atomic_write
     from edge.watchlist.trust import parse_structure
 
     env = _trust_doc(args, 1)
@@ -94,7 +94,7 @@ def _trust_init(args: argparse.Namespace) -> int:
 
 
 def _trust_rotate(args: argparse.Namespace) -> int:
-    from edge.watchlist.state import atomic_write
+    from edge.fsutil import atomic_write
     from edge.watchlist.trust import parse_structure
 
     current = parse_structure(args.current.read_bytes())
@@ -139,12 +139,12 @@ def _recipients(specs: list[str]) -> dict[str, bytes]:
 
 
 def _bundle_build(args: argparse.Namespace) -> int:
+    from edge.fsutil import atomic_write
     from edge.perception.analyzer import FaceAnalyzer
     from edge.perception.manifest import load_manifest
     from edge.watchlist.bundle import build_bundle
     from edge.watchlist.enrol import build_entries, read_rows
     from edge.watchlist.model import embedder_ref, threshold_floor
-    from edge.watchlist.state import atomic_write
 
     now = _now(args)
     manifest = load_manifest(args.models_dir)
@@ -239,8 +239,8 @@ def _bundle_inspect(args: argparse.Namespace) -> int:
 
 
 def _order_sign(args: argparse.Namespace) -> int:
+    from edge.fsutil import atomic_write
     from edge.watchlist.order import parse_order
-    from edge.watchlist.state import atomic_write
 
     raw = args.file.read_bytes()
     if raw.startswith(MAGIC):

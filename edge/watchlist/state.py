@@ -25,6 +25,7 @@ from pathlib import Path
 import nacl.public
 
 from edge.errors import MalformedError, StateError
+from edge.fsutil import atomic_write, fsync_dir, write_all
 from edge.watchlist import canonical
 from edge.watchlist.bundle import (
     DEFAULT_LIMITS,
@@ -38,29 +39,6 @@ from edge.watchlist.trust import TrustRoot, rotate
 from edge.watchlist.verify import verify_bundle
 
 STATE_FILE = "state.json"
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Temp file in the same directory, fsync, rename over ``path``, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)
@@ -181,9 +159,7 @@ class BundleStore:
         staging = self.dir / f".staging-{os.getpid()}.tmp"
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
