@@ -152,7 +152,7 @@ class Runner:
         worker.join(10.0)
         self.dev.recognizer.finish()
         self._stopped = True
-        self.gate = Gate(False, "stopped")
+        self.gate = Gate(False, "stopped", self.gate.suspended)  # a suspension outlives a restart
         # The retained public flag must not keep saying "active" once we are down.
         self.dev.link.set_retained("lfr", self.dev.ledger.lfr_payload(False, self.clock()))
         self._account()
@@ -302,8 +302,7 @@ class Runner:
 
     def _refresh_gate(self) -> None:
         now = self.clock()
-        if self.dev.purge_if_ended(now):
-            self._publish_status()
+        self.dev.purge_if_ended(now)  # the gate below turns off and publishes the status
         active, reason = self.dev.recognition_allowed(now)
         suspended = self.dev.ledger.suspended
         changed = (active, reason, suspended) != (self.gate.active, self.gate.reason, self.gate.suspended)
@@ -367,7 +366,8 @@ class Runner:
         return {
             "state": self._state(),
             "reason": self.gate.suspended or self.gate.reason,
-            "recognition_active": self.gate.active and self.gate.suspended is None,
+            "recognition_active": self.gate.active and self.gate.suspended is None and not self._stopped,
+            "suspended": self.gate.suspended,
             "bundle": dev.bundle_status(),
             "order": dev.order_status(),
             "model": dev.model_status(),
