@@ -341,7 +341,9 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
     reason = suspended[0][1]["reason"]
     assert "false alerts 2" in reason and "budget of 1" in reason and "suspended" in reason, reason
     assert suspended[0][1]["recognition_active"] is False
-    stopped_at = next(i for i, s in status if s["reason"] == "stopped")
+    stopped_at = next(i for i, s in status if s["state"] == "stopped")
+    assert next(s for _i, s in status if s["state"] == "stopped")["suspended"] == reason, \
+        "the last status of a stopped device still says matching is suspended"
     assert any(not d["live_facial_recognition"] and suspended[0][0] <= i < stopped_at for i, d in lfr), \
         "the public flag goes off when matching is suspended"
 
