@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the build venv may not have the package installed
     sys.path.insert(0, str(ROOT))
 
+from edge.fsutil import atomic_write  # noqa: E402
 from edge.perception import blazeface  # noqa: E402
 from edge.perception.blazeface import DecodeOptions, RawDetections  # noqa: E402
 from edge.perception.detector import letterbox  # noqa: E402
@@ -451,23 +452,7 @@ def update_manifest(out: Path, entries: dict[str, dict[str, Any]], families: set
         models.update(entries)
         doc["models"] = dict(sorted(models.items()))
         data = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o644)  # mkstemp makes it 0600
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(out, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(path, data, 0o644)
 
 
 # --- main ----------------------------------------------------------------------------------

@@ -44,9 +44,7 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +56,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+from edge.fsutil import atomic_write  # noqa: E402
 
 FAMILY = "dlib_resnet_v1"
 DATASET = "edge-pinned-test-faces/1"
@@ -354,23 +354,7 @@ def write_card(models_dir: Path, card: dict[str, Any]) -> None:
         cards[card["family"]] = card
         doc["model_cards"] = dict(sorted(cards.items()))
         data = (json.dumps(doc, indent=2) + "\n").encode()
-        fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".manifest.card.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o644)
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(models_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(path, data, 0o644)
 
 
 def main(argv: list[str] | None = None) -> int:
