@@ -11,14 +11,11 @@ obama.jpg (one face) per variant.
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
+from edge.bench.timing import testdata_dir, timed
 from edge.errors import EdgeError
 from edge.perception.analyzer import FaceAnalyzer
 from edge.perception.embedder import FAMILY, DlibEmbedder
@@ -26,22 +23,9 @@ from edge.perception.manifest import load_manifest
 from edge.perception.runtime import open_model
 from edge.perception.types import RGBImage
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _timed(fn: Callable[[], object], n: int, warmup: int = 5) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = np.empty(n)
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times[i] = (time.perf_counter() - t0) * 1e3
-    return float(times.mean()), float(np.percentile(times, 95))
-
 
 def _photo() -> RGBImage | None:
-    folder = Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata"))
+    folder = testdata_dir()
     path = folder / "obama.jpg"
     if not path.is_file():
         return None
@@ -60,7 +44,7 @@ def run(args: argparse.Namespace | None = None, n: int = 50) -> None:
     rows: list[tuple[str, float, float]] = []
     for entry in sorted(manifest.family(FAMILY), key=lambda e: e.variant):
         model = open_model(manifest, FAMILY, variant=entry.variant, delegate_loader=_no_tpu)
-        rows.append((f"{entry.model_id} cpu", *_timed(partial(DlibEmbedder(model).embed, chip), n)))
+        rows.append((f"{entry.model_id} cpu", *timed(partial(DlibEmbedder(model).embed, chip), n)))
         if entry.edgetpu_file:
             try:
                 tpu = open_model(manifest, FAMILY, variant=entry.variant)
@@ -69,7 +53,7 @@ def run(args: argparse.Namespace | None = None, n: int = 50) -> None:
                 continue
             if tpu.backend == "edgetpu":
                 rows.append((f"{entry.model_id} edgetpu",
-                             *_timed(partial(DlibEmbedder(tpu).embed, chip), n)))
+                             *timed(partial(DlibEmbedder(tpu).embed, chip), n)))
             else:
                 print(f"  (no Edge TPU row for {entry.model_id}: {tpu.reason})")
     base = next(mean for name, mean, _ in rows if name.endswith("fp32 cpu"))
@@ -83,5 +67,5 @@ def run(args: argparse.Namespace | None = None, n: int = 50) -> None:
     print("analyzer on obama.jpg (detect+align+quality+embed)")
     for variant in ("float", "int8"):
         analyzer = FaceAnalyzer.from_models_dir(variant=variant, delegate_loader=_no_tpu)
-        mean, p95 = _timed(partial(analyzer.analyze, photo), max(10, n // 5), 2)
+        mean, p95 = timed(partial(analyzer.analyze, photo), max(10, n // 5), 2)
         print(f"{'analyzer ' + variant + ' cpu':36s} {mean:8.2f} {p95:8.2f}")

@@ -12,14 +12,11 @@ same process; ratios are variant / baseline. Then the whole detector
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
+from edge.bench.timing import testdata_dir, timed
 from edge.perception.detector import BlazeFaceDetector, letterbox
 from edge.perception.manifest import load_manifest
 from edge.perception.runtime import TFLiteModel, open_file
@@ -27,27 +24,17 @@ from edge.perception.tiling import TiledDetector
 from edge.perception.types import RGBImage
 
 FAMILIES = ("blazeface_full_range", "blazeface_short_range")
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def _timed(fn: Callable[[], object], n: int, warmup: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = np.empty(n)
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times[i] = (time.perf_counter() - t0) * 1e3
-    return float(times.mean()), float(np.percentile(times, 95))
 
 
 def _invokes(model: TFLiteModel, x: np.ndarray, n: int) -> tuple[float, float]:
-    return _timed(lambda: model.run(x), n, 20)
+    return timed(lambda: model.run(x), n, 20)
 
 
 def _image(name: str, fallback_shape: tuple[int, int]) -> RGBImage:
     """A test photo when the test data is there, else a fixed random image."""
-    folder = Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata"))
+    folder = testdata_dir()
     path = folder / name
     if path.is_file():
         import cv2
@@ -91,11 +78,11 @@ def run(args: argparse.Namespace | None = None, n: int = 200) -> None:
     frame = _frame_1080p()
     for variant in ("float32", "int8"):
         det = BlazeFaceDetector.from_models_dir(None, variant=variant, delegate_loader=_no_tpu)
-        mean, p95 = _timed(partial(det.detect, photo), 50, 5)
+        mean, p95 = timed(partial(det.detect, photo), 50, 5)
         print(f"  {det.model_id:38s} {mean:7.2f}  {p95:7.2f}  ({photo.shape[1]}x{photo.shape[0]})")
     for variant in ("float32", "int8"):
         det = BlazeFaceDetector.from_models_dir(None, variant=variant, delegate_loader=_no_tpu)
         tiled = TiledDetector(det)
-        mean, p95 = _timed(partial(tiled.detect, frame), 10, 1)
+        mean, p95 = timed(partial(tiled.detect, frame), 10, 1)
         print(f"  tiled 1080p, {tiled.last_tiles_run} tiles, {det.model_id:24s} "
               f"{mean:7.1f}  {p95:7.1f}  ({mean / tiled.last_tiles_run:.2f} ms/tile)")

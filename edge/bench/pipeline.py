@@ -20,14 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge.bench.timing import testdata_dir
 from edge.demo import ROOT, free_port, local_broker, prepare
 from edge.perception.detector import BlazeFaceDetector
 from edge.perception.tiling import TiledDetector, TilingConfig
 from edge.scenario.render import load_truth, scene_from_truth
-
-
-def _testdata() -> Path:
-    return Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata"))
 
 
 def _run_firmware(config: Path, work: Path) -> tuple[dict[str, object], float, float]:
@@ -50,7 +47,7 @@ def _run_firmware(config: Path, work: Path) -> tuple[dict[str, object], float, f
 
 def _baseline(scene_json: Path, frames: int) -> float:
     """Frames/s of the bare tiled detector (every tile) on the scene's first frames."""
-    scene = scene_from_truth(load_truth(scene_json), _testdata())
+    scene = scene_from_truth(load_truth(scene_json), testdata_dir())
     tiled = TiledDetector(BlazeFaceDetector.from_models_dir(), TilingConfig())
     images = [scene.render(i) for i in range(frames)]
     tiled.detect(images[0])
@@ -86,15 +83,15 @@ def run(args: argparse.Namespace) -> None:
         work = Path(tmp)
         port = free_port()
         with local_broker(work, port):
-            full = prepare(work / "full", _testdata(), port=port, realtime=False, video=True,
+            full = prepare(work / "full", testdata_dir(), port=port, realtime=False, video=True,
                            scenario=(*scene, "--fps", "15"))
             base_fps = _baseline(full.scene, 60)
             runs = [("edge run, whole frame, lossless replay", full)]
             runs.append(("edge run, walkway ROI, lossless replay",
-                         prepare(work / "roi", _testdata(), port=port, realtime=False, video=True,
+                         prepare(work / "roi", testdata_dir(), port=port, realtime=False, video=True,
                                  scenario=(*scene, "--fps", "15"), extra_config=ROI)))
             runs.append(("edge run, walkway ROI, live 30 fps camera (paced)",
-                         prepare(work / "live", _testdata(), port=port, realtime=True, video=True,
+                         prepare(work / "live", testdata_dir(), port=port, realtime=True, video=True,
                                  scenario=(*scene, "--fps", "30"), extra_config=ROI)))
             print(f"scene: 1920x1080 video, {seconds} s, 3 watchlisted + 5 others; "
                   f"{os.cpu_count()} cores")

@@ -10,17 +10,19 @@ Both count what they drop, so the pipeline can report it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from edge.errors import CameraError
 from edge.perception.types import RGBImage
 
 GreyImage = npt.NDArray[np.uint8]
@@ -192,3 +194,58 @@ class ThreadedCapture:
         self._stop.set()
         if self._started and threading.current_thread() is not self._thread:
             self._thread.join(join_timeout)
+
+
+class EndOfSource(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a timeline's ``render`` when the source has no more frames."""
+
+
+class TimelineSource:
+    """Frame i is captured at ``start + i / fps``: files, folders and rendered scenes.
+
+    ``_timeline(count, render, skip)`` paces (when ``realtime``) by dropping late
+    frames and counting them; ``skip(i)`` moves past a dropped frame cheaply (a
+    video grabs without decoding) and returns False at the end; ``render(i)``
+    returns the image, None for an unreadable frame (skipped), or raises
+    :class:`EndOfSource`.
+    """
+
+    def __init__(self, fps: float, start_time: datetime | None, realtime: bool,
+                 pacer: Pacer | None) -> None:
+        if not fps or fps <= 0 or math.isnan(fps):
+            raise CameraError(f"frame rate must be positive, got {fps}; fix: set the source fps")
+        self.fps = float(fps)
+        self.start_time = start_time or utc_now()
+        self._pacer = pacer or (Pacer(self.fps) if realtime else None)
+        self._dropped = 0
+        self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _timeline(self, count: int | None, render: Callable[[int], RGBImage | None],
+                  skip: Callable[[int], bool] | None = None) -> Iterator[Frame]:
+        index = 0
+        try:
+            while not self._closed and (count is None or index < count):
+                if self._pacer is not None and not self._pacer.admit(index):
+                    if skip is not None and not skip(index):
+                        return
+                    self._dropped += 1
+                    index += 1
+                    continue
+                try:
+                    image = render(index)
+                except EndOfSource:
+                    return
+                if image is not None:
+                    offset = index / self.fps
+                    yield Frame(index=index, ts=offset, image=image,
+                                captured_at=self.start_time + timedelta(seconds=offset))
+                index += 1
+        finally:
+            self.close()

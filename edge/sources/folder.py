@@ -12,7 +12,7 @@ import cv2
 
 from edge.errors import CameraError
 from edge.perception.types import RGBImage
-from edge.sources.base import Frame, Pacer, utc_now
+from edge.sources.base import Frame, Pacer, TimelineSource, utc_now
 from edge.sources.video import bgr_to_rgb
 
 log = logging.getLogger(__name__)
@@ -26,46 +26,7 @@ def natural_key(path: Path) -> list[int | str]:
             for part in re.split(r"(\d+)", path.name)]
 
 
-class _TimelineSource:
-    """Shared timeline logic: frame i is captured at ``start + i / fps``."""
-
-    def __init__(self, fps: float, start_time: datetime | None, realtime: bool,
-                 pacer: Pacer | None) -> None:
-        if fps <= 0:
-            raise CameraError(f"frame rate must be positive, got {fps}; fix: set the source fps")
-        self.fps = float(fps)
-        self.start_time = start_time or utc_now()
-        self._pacer = pacer or (Pacer(self.fps) if realtime else None)
-        self._dropped = 0
-        self._closed = False
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    def close(self) -> None:
-        self._closed = True
-
-    def _timeline(self, count: int | None, render: Callable[[int], RGBImage | None]
-                  ) -> Iterator[Frame]:
-        index = 0
-        try:
-            while not self._closed and (count is None or index < count):
-                if self._pacer is not None and not self._pacer.admit(index):
-                    self._dropped += 1
-                    index += 1
-                    continue
-                image = render(index)
-                if image is not None:
-                    offset = index / self.fps
-                    yield Frame(index=index, ts=offset, image=image,
-                                captured_at=self.start_time + timedelta(seconds=offset))
-                index += 1
-        finally:
-            self.close()
-
-
-class ImageFolderSource(_TimelineSource):
+class ImageFolderSource(TimelineSource):
     """Images of a folder in natural order, played at a fixed frame rate.
 
     An unreadable image is skipped, logged and counted in ``dropped``.
@@ -99,7 +60,7 @@ class ImageFolderSource(_TimelineSource):
         return self._timeline(len(self.paths), self._read)
 
 
-class RenderedSource(_TimelineSource):
+class RenderedSource(TimelineSource):
     """Frames produced by a function of the frame index (the scenario generator).
 
     Nothing touches the disk: the scene is rendered as it is consumed.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import CameraError
-from edge.sources.base import Frame, Pacer, ThreadedCapture, utc_now
+from edge.perception.types import RGBImage
+from edge.sources.base import EndOfSource, Frame, Pacer, ThreadedCapture, TimelineSource, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def bgr_to_rgb(image: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(cv2.cvtColor(image, code), dtype=np.uint8)
 
 
-class VideoFileSource:
+class VideoFileSource(TimelineSource):
     """Frames of a video file, timestamped from their position and a start time.
 
     ``realtime=True`` replays at the file's frame rate and drops (counts) frames the
@@ -83,48 +84,25 @@ class VideoFileSource:
                 f"cannot decode video file {self.path}; fix: give a file OpenCV's FFmpeg "
                 "backend reads (MP4 with mp4v/H.264, MJPEG AVI) or convert it with ffmpeg"
             )
-        file_fps = self._cap.get(cv2.CAP_PROP_FPS)
-        chosen = fps if fps else file_fps
+        chosen = fps if fps else self._cap.get(cv2.CAP_PROP_FPS)
         if not chosen or chosen <= 0 or not np.isfinite(chosen):
             self._cap.release()
             raise CameraError(f"video file {self.path} has no frame rate; fix: set the source fps")
-        self.fps = float(chosen)
-        self.start_time = start_time or utc_now()
-        self._pacer = pacer or (Pacer(self.fps) if realtime else None)
-        self._dropped = 0
-        self._closed = False
+        super().__init__(chosen, start_time, realtime, pacer)
 
-    @property
-    def dropped(self) -> int:
-        return self._dropped
+    def _read(self, _index: int) -> RGBImage:
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            raise EndOfSource
+        return bgr_to_rgb(bgr)
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
-        try:
-            while not self._closed:
-                if self._pacer is not None and not self._pacer.admit(index):
-                    if not self._cap.grab():  # skip without decoding
-                        return
-                    self._dropped += 1
-                    index += 1
-                    continue
-                ok, bgr = self._cap.read()
-                if not ok or bgr is None:
-                    return  # EOF
-                offset = index / self.fps
-                yield Frame(
-                    index=index,
-                    captured_at=self.start_time + timedelta(seconds=offset),
-                    ts=offset,
-                    image=bgr_to_rgb(bgr),
-                )
-                index += 1
-        finally:
-            self.close()
+        # A frame the pacer drops is grabbed, not decoded.
+        return self._timeline(None, self._read, skip=lambda _i: bool(self._cap.grab()))
 
     def close(self) -> None:
         if not self._closed:
-            self._closed = True
+            super().close()
             self._cap.release()
 
 
