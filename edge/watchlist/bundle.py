@@ -3,7 +3,7 @@
 Header (signed JSON, small): ids, version, validity, issuer, target, model,
 threshold, caps, counts and, per target device, the data key sealed to that
 device's X25519 key. Body: ``u32 length | entries JSON | secretbox(templates)``.
-Templates are float32 little-endian, 128-D, L2-normalised, in entry order,
+Templates are float32 little-endian, L2-normalised, of the model's embedding size, in entry order,
 encrypted once with a random XSalsa20-Poly1305 key (libsodium secretbox); the
 key is wrapped for each device with a libsodium sealed box. The signature
 covers the ciphertext, so the device verifies before it decrypts.
@@ -27,7 +27,7 @@ from edge.watchlist import canonical
 from edge.watchlist.envelope import BUNDLE_TYPE, Envelope
 
 CATEGORIES = ("wanted", "suspect", "missing_or_vulnerable", "risk_of_harm")
-TEMPLATE_DIM = 128
+MAX_TEMPLATE_DIM = 4096
 TEMPLATE_DTYPE = "float32le"
 ENCRYPTION = "x25519-sealedbox/xsalsa20poly1305"
 
@@ -36,8 +36,11 @@ Templates = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class ModelRef:
+    """The embedding space a bundle is for: family, sha256 of its float32 file, vector size."""
+
     id: str
     sha256: str
+    dim: int
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,8 @@ class EntrySpec:
 
 
 def normalise(templates: npt.ArrayLike) -> Templates:
-    """(N, 128) float32 rows scaled to unit length."""
-    t = np.asarray(templates, dtype=np.float32).reshape(-1, TEMPLATE_DIM)
+    """(N, D) float32 rows scaled to unit length."""
+    t = np.atleast_2d(np.asarray(templates, dtype=np.float32))
     norms = np.linalg.norm(t, axis=1, keepdims=True)
     out: Templates = (t / np.maximum(norms, 1e-12)).astype(np.float32)
     return out
@@ -216,7 +219,7 @@ def build_bundle(
         },
         "entry_count": len(entries),
         "template_count": n_templates,
-        "template_dim": TEMPLATE_DIM,
+        "template_dim": model.dim,
         "template_dtype": TEMPLATE_DTYPE,
         "encryption": ENCRYPTION,
         "sealed_keys": {

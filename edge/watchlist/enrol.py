@@ -25,7 +25,7 @@ import numpy as np
 from edge.errors import EnrolmentError, ImageError, SignedDocumentError
 from edge.perception.types import Face, RGBImage
 from edge.watchlist import canonical
-from edge.watchlist.bundle import CATEGORIES, TEMPLATE_DIM, EntrySpec, normalise
+from edge.watchlist.bundle import CATEGORIES, EntrySpec, normalise
 
 REQUIRED = ("image", "subject_ref", "category", "authority_ref", "image_source", "image_date",
             "expires_at")
@@ -119,8 +119,8 @@ def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float) -> np.
     face = faces[0]
     if face.quality < min_quality:
         raise EnrolmentError(f"face quality {face.quality:.2f} is below {min_quality:.2f}")
-    if face.embedding is None or face.embedding.shape != (TEMPLATE_DIM,):
-        raise EnrolmentError("the analyzer returned no 128-D embedding")
+    if face.embedding is None or face.embedding.ndim != 1:
+        raise EnrolmentError("the analyzer returned no embedding")
     return np.asarray(face.embedding, dtype=np.float32)
 
 

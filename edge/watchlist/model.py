@@ -15,7 +15,7 @@ EMBEDDER_FAMILY = "dlib_resnet_v1"
 
 def embedder_ref(manifest: Manifest) -> ModelRef:
     entry = manifest.variant(EMBEDDER_FAMILY, "float32")
-    return ModelRef(entry.family, entry.sha256)
+    return ModelRef(entry.family, entry.sha256, int(entry.outputs[0].shape[-1]))
 
 
 def threshold_floor(manifest: Manifest) -> float:
