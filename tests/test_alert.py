@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from edge.alert import MatchFacts, Provenance, alert_bytes, build_alert, uuid7
+from edge.delivery.alert import MatchFacts, Provenance, alert_bytes, build_alert, uuid7
 
 
 def test_uuid7_layout_and_time_order() -> None:

@@ -50,7 +50,7 @@ def test_complete_alert_is_valid() -> None:
 
 
 def test_the_firmware_builder_satisfies_the_contract() -> None:
-    alert = pytest.importorskip("edge.alert")
+    alert = pytest.importorskip("edge.delivery.alert")
     prov = alert.Provenance("dev-1", "cam-1", "site-1", "b1", 3, "dlib", "ab" * 32, "blazeface",
                             "cpu", 0.6)
     facts = alert.MatchFacts(NOW, "S1", "wanted", 0.7, 0.1, 3, (1.0, 2.0, 30.0, 40.0), 0.8,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from edge.matcher import Matcher
+from edge.pipeline.matcher import Matcher
 from edge.watchlist.verify import verify_bundle
 from tests.watchlist_world import FLOOR, MODEL, World, entry, random_templates
 

@@ -38,7 +38,7 @@ DEVICE_ID, CAMERA_ID = "dev-a", "cam-1"
 
 
 def host_clock_synced() -> bool:
-    """Independent of edge.selftest: the kernel's own verdict via ntp_adjtime's return."""
+    """Independent of edge.runtime.selftest: the kernel's own verdict via ntp_adjtime's return."""
     buf = ctypes.create_string_buffer(512)  # larger than struct timex; modes = 0 reads only
     state = ctypes.CDLL(None, use_errno=True).adjtimex(buf)
     return int(state) not in (-1, 5)  # 5 = TIME_ERROR: clock not synchronised

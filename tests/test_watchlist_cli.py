@@ -18,13 +18,13 @@ from pathlib import Path
 import cv2
 import pytest
 
+from edge.authority.enrol import read_rgb
 from edge.cli import main
-from edge.matcher import Matcher
 from edge.perception.analyzer import FaceAnalyzer
 from edge.perception.manifest import load_manifest
+from edge.pipeline.matcher import Matcher
 from edge.watchlist import canonical, keys
 from edge.watchlist.bundle import DeviceIdentity
-from edge.watchlist.enrol import read_rgb
 from edge.watchlist.model import embedder_ref, threshold_floor
 from edge.watchlist.state import BundleStore
 from edge.watchlist.trust import load_pinned

@@ -14,9 +14,10 @@ import nacl.public
 import nacl.signing
 import numpy as np
 
-from edge.watchlist.bundle import DeviceIdentity, EntrySpec, ModelRef, build_bundle, normalise
+from edge.authority.build import EntrySpec, build_bundle, normalise, trust_document
+from edge.watchlist.bundle import DeviceIdentity, ModelRef
 from edge.watchlist.envelope import Envelope
-from edge.watchlist.trust import TrustRoot, load_pinned, trust_document
+from edge.watchlist.trust import TrustRoot, load_pinned
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 MODEL = ModelRef("dlib_resnet_v1", "ab" * 32)

@@ -17,10 +17,11 @@ import nacl.public
 import nacl.signing
 import numpy as np
 
-from edge.matcher import Matcher
-from edge.watchlist.bundle import DeviceIdentity, EntrySpec, ModelRef, build_bundle, normalise
+from edge.authority.build import EntrySpec, build_bundle, normalise, trust_document
+from edge.pipeline.matcher import Matcher
+from edge.watchlist.bundle import DeviceIdentity, ModelRef
 from edge.watchlist.envelope import decode
-from edge.watchlist.trust import load_pinned, trust_document
+from edge.watchlist.trust import load_pinned
 from edge.watchlist.verify import decrypt_templates, parse_entries, parse_header, verify_bundle
 
 ENTRIES = 10_000

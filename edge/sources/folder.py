@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 
 from edge.errors import CameraError
-from edge.perception.types import RGBImage
-from edge.sources.base import Frame, Pacer, TimelineSource, utc_now
+from edge.perception.types import Frame, RGBImage
+from edge.sources.base import Pacer, TimelineSource, utc_now
 from edge.sources.video import bgr_to_rgb
 
 log = logging.getLogger(__name__)

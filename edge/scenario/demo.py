@@ -185,7 +185,7 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
 
     state = work / "state"
     config = work / "edge.toml"
-    config.write_text(f"""# written by edge.demo
+    config.write_text(f"""# written by edge.scenario.demo
 [device]
 id = "{device_id}"
 camera_id = "{camera_id}"
@@ -217,7 +217,7 @@ tls = false
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="edge.demo", description=__doc__)
+    ap = argparse.ArgumentParser(prog="edge.scenario.demo", description=__doc__)
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "run")
     ap.add_argument("--testdata", type=Path,
                     default=Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata")))

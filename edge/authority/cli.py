@@ -75,7 +75,7 @@ def _role_spec(text: str) -> tuple[str, list[str], int]:
 
 
 def _trust_doc(args: argparse.Namespace, version: int) -> Envelope:
-    from edge.watchlist.trust import trust_document
+    from edge.authority.build import trust_document
 
     pubs = [keys.load_public(p, keys.SIGNER) for p in args.key]
     roles = {r: (names, t) for r, names, t in map(_role_spec, args.role)}
@@ -139,11 +139,11 @@ def _recipients(specs: list[str]) -> dict[str, bytes]:
 
 
 def _bundle_build(args: argparse.Namespace) -> int:
+    from edge.authority.build import build_bundle
+    from edge.authority.enrol import build_entries, read_rows
     from edge.fsutil import atomic_write
     from edge.perception.analyzer import FaceAnalyzer
     from edge.perception.manifest import load_manifest
-    from edge.watchlist.bundle import build_bundle
-    from edge.watchlist.enrol import build_entries, read_rows
     from edge.watchlist.model import embedder_ref, threshold_floor
 
     now = _now(args)

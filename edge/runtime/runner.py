@@ -22,14 +22,15 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from edge.alert import MatchFacts, alert_bytes, build_alert, encode_crop, iso_utc, uuid7
 from edge.config import Config
-from edge.decision import Decision
+from edge.delivery.alert import MatchFacts, alert_bytes, build_alert, encode_crop, iso_utc, uuid7
 from edge.errors import CameraError, EdgeError, OutboxFullError, SignedDocumentError
-from edge.recognizer import Evidence
-from edge.service import Notifier
-from edge.sources.base import Frame, ThreadedCapture
-from edge.wiring import Device, build_device
+from edge.perception.types import Frame
+from edge.pipeline.decision import Decision
+from edge.pipeline.recognizer import Evidence
+from edge.runtime.notify import Notifier
+from edge.runtime.wiring import Device, build_device
+from edge.sources.base import ThreadedCapture
 
 log = logging.getLogger(__name__)
 

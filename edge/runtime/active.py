@@ -16,10 +16,10 @@ from typing import Any
 
 import nacl.public
 
-from edge.alert import iso_utc
 from edge.config import DeviceConfig, TrustConfig
+from edge.delivery.alert import iso_utc
 from edge.errors import SignedDocumentError, StateError
-from edge.matcher import Matcher
+from edge.pipeline.matcher import Matcher
 from edge.watchlist.bundle import DeviceIdentity, ModelRef, VerifiedBundle
 from edge.watchlist.keys import load_device_key
 from edge.watchlist.order import DeploymentOrder, verify_order
@@ -42,7 +42,7 @@ class Activation:
     matcher: Matcher
 
 
-class Watchlist:
+class ActiveWatchlist:
     def __init__(self, device: DeviceConfig, trust_cfg: TrustConfig, state_dir: Path,
                  model: ModelRef, threshold_floor: float) -> None:
         self.identity = DeviceIdentity(device.id, device.fleet_id)

@@ -22,10 +22,11 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.authority.build import EntrySpec, normalise
 from edge.errors import EnrolmentError, ImageError, SignedDocumentError
 from edge.perception.types import Face, RGBImage
 from edge.watchlist import canonical
-from edge.watchlist.bundle import CATEGORIES, TEMPLATE_DIM, EntrySpec, normalise
+from edge.watchlist.bundle import CATEGORIES, TEMPLATE_DIM
 
 REQUIRED = ("image", "subject_ref", "category", "authority_ref", "image_source", "image_date",
             "expires_at")

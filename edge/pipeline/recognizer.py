@@ -18,13 +18,12 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.decision import Decision, TrackDecider
-from edge.matcher import Matcher
-from edge.motion import MotionGate, MotionMap
 from edge.perception.tiling import Tile
-from edge.perception.types import Aligner, Detection, Embedder, FloatArray, RGBImage
-from edge.sources.base import Frame
-from edge.track import FaceSelector, IoUTracker
+from edge.perception.types import Aligner, Detection, Embedder, FloatArray, Frame, RGBImage
+from edge.pipeline.decision import Decision, TrackDecider
+from edge.pipeline.matcher import Matcher
+from edge.pipeline.motion import MotionGate, MotionMap
+from edge.pipeline.track import FaceSelector, IoUTracker
 
 log = logging.getLogger(__name__)
 

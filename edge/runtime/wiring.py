@@ -22,15 +22,13 @@ from nacl.signing import SigningKey
 from edge import __version__
 from edge.accountability.governance import check_threshold
 from edge.accountability.ledger import Ledger
-from edge.alert import Provenance
 from edge.audit import records as audit_records
 from edge.audit.log import AuditLog
 from edge.config import Config
-from edge.decision import TrackDecider
+from edge.delivery.alert import Provenance
 from edge.delivery.mqtt import LinkConfig, MessageHandler, MqttLink
 from edge.delivery.outbox import Outbox
 from edge.errors import EdgeError
-from edge.motion import MotionGate
 from edge.perception.align import TemplateAligner
 from edge.perception.detector import BlazeFaceDetector, DetectorConfig
 from edge.perception.embedder import DlibEmbedder
@@ -38,11 +36,13 @@ from edge.perception.manifest import load_manifest
 from edge.perception.quality import face_quality
 from edge.perception.runtime import DelegateLoader, default_delegate_loader
 from edge.perception.tiling import TiledDetector, TilingConfig
-from edge.recognizer import Recognizer, RecognizerParts
+from edge.pipeline.decision import TrackDecider
+from edge.pipeline.motion import MotionGate
+from edge.pipeline.recognizer import Recognizer, RecognizerParts
+from edge.pipeline.track import FaceSelector, IoUTracker
+from edge.runtime.active import ActiveWatchlist
 from edge.sources import open_source
 from edge.sources.base import ThreadedCapture
-from edge.track import FaceSelector, IoUTracker
-from edge.watch import Watchlist
 from edge.watchlist.bundle import ModelRef
 from edge.watchlist.keys import load_signer
 from edge.watchlist.model import embedder_ref, threshold_floor
@@ -64,7 +64,7 @@ class Device:
     capture: ThreadedCapture
     outbox: Outbox
     link: MqttLink
-    watch: Watchlist
+    watch: ActiveWatchlist
     audit: AuditLog
     backend: str
     detector_id: str
@@ -162,7 +162,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:100] or "unnamed"
 
 
-def _audit_order(audit: AuditLog, watch: Watchlist, now: datetime) -> None:
+def _audit_order(audit: AuditLog, watch: ActiveWatchlist, now: datetime) -> None:
     o = watch.order
     if o is None:
         audit_records.order_refused(audit, now, reason=(watch.order_error or "missing")[:250])
@@ -198,7 +198,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     if cfg.matching.threshold is not None:
         check_threshold(cfg.matching.threshold, floor, "config matching.threshold")
 
-    watch = Watchlist(cfg.device, cfg.trust, state_dir, model, floor)
+    watch = ActiveWatchlist(cfg.device, cfg.trust, state_dir, model, floor)
     watch.load(now)
     _audit_order(audit, watch, now)
     ledger = Ledger(state_dir, audit, cfg.device.id, watch.order)

@@ -106,7 +106,7 @@ def check_accelerator(models: ModelsConfig) -> Check:
     from edge.perception.runtime import default_delegate_loader, open_model
     from edge.watchlist.model import EMBEDDER_FAMILY
 
-    # The same choice as edge.wiring.build_device: no delegate when the config says so.
+    # The same choice as edge.runtime.wiring.build_device: no delegate when the config says so.
     loader = default_delegate_loader if models.edgetpu else _tpu_disabled
     parts: list[str] = []
     backends: set[str] = set()
@@ -182,7 +182,7 @@ def check_trust(trust_file: Path) -> Check:
 def check_bundle(cfg: Config, now: datetime) -> Check:
     """The active bundle (or else trust.bundle_file) verifies for this device, now.
 
-    Mirrors ``edge.watch.Watchlist.load`` without installing anything.
+    Mirrors ``edge.runtime.active.ActiveWatchlist.load`` without installing anything.
     """
     from edge.perception.manifest import load_manifest
     from edge.watchlist.bundle import DeviceIdentity
