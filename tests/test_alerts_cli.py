@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.delivery.contract import AlertStream, format_gaps, validate_alert
+from edge.delivery.contract import ALERT_SCHEMA, AlertStream, format_gaps, validate_alert
 from tests.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def uuid7(seq: int) -> str:
 
 def sample(n: int = 1, device: str = "dev-1", **over: Any) -> dict[str, Any]:
     e: dict[str, Any] = {
-        "schema": "edge.alert/1", "event_id": uuid7(n), "seq": n, "device_id": device,
+        "schema": ALERT_SCHEMA, "event_id": uuid7(n), "seq": n, "device_id": device,
         "camera_id": "cam-1", "site": "boulevard-north",
         "captured_at": "2026-11-22T03:00:00.125Z", "subject_ref": "S-0042",
         "category": "wanted", "score": 0.71, "threshold": 0.6, "margin": 0.12,

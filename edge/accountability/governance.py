@@ -22,7 +22,6 @@ from typing import Any, Final
 from edge.errors import ModelError, ModelMissingError, ThresholdFloorError
 
 CARDS_KEY: Final = "model_cards"
-WHERE: Final = ("config", "bundle")
 
 
 def model_card(manifest_json: dict[str, Any], family: str) -> dict[str, Any]:
