@@ -8,16 +8,16 @@ authority can later show why it fired.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from edge.delivery.contract import ALERT_SCHEMA
+from edge.formats import canonical_json, iso_utc
 from edge.perception.types import RGBImage
 
 
@@ -29,10 +29,6 @@ def uuid7(now: datetime, rand: bytes | None = None) -> uuid.UUID:
     rand_b = r & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
     return uuid.UUID(int=value)
-
-
-def iso_utc(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -128,4 +124,4 @@ def build_alert(
 
 
 def alert_bytes(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+    return canonical_json(event)

@@ -21,7 +21,6 @@ Will, and the last message of a clean ``close``, say ``offline``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import random
@@ -37,6 +36,7 @@ from typing import Any
 
 from edge.delivery.outbox import Outbox, OutboxStats
 from edge.errors import BrokerError
+from edge.formats import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class MqttLink:
         return event_id, seq
 
     def publish_stats(self, stats: dict[str, Any]) -> int | None:
-        payload = json.dumps(stats, separators=(",", ":"), sort_keys=True).encode()
+        payload = canonical_json(stats)
         event_id = self.outbox.put("stats", self.config.topic("stats"), payload,
                                    self.config.stats_qos)
         self.wake()
@@ -200,7 +200,7 @@ class MqttLink:
         For public, non-biometric state such as the transparency figures and the
         "live facial recognition active" flag; the latest value wins.
         """
-        payload = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+        payload = canonical_json(document)
         self._commands.put(("retained", (leaf, payload)))
         self.wake()
 
@@ -543,7 +543,7 @@ class MqttLink:
         status["availability"] = availability
         if reason is not None:
             status["reason"] = reason
-        return json.dumps(status, separators=(",", ":"), sort_keys=True).encode()
+        return canonical_json(status)
 
     def _maybe_stats(self, now: float) -> None:
         if self._stats_provider is None or self._stopping or now < self._next_stats:

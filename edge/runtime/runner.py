@@ -22,8 +22,9 @@ from types import FrameType
 from typing import Any
 
 from edge.config import Config
-from edge.delivery.alert import MatchFacts, alert_bytes, build_alert, encode_crop, iso_utc, uuid7
+from edge.delivery.alert import MatchFacts, alert_bytes, build_alert, encode_crop, uuid7
 from edge.errors import CameraError, EdgeError, OutboxFullError, SignedDocumentError
+from edge.formats import canonical_json, iso_utc
 from edge.perception.types import Frame
 from edge.pipeline.decision import Decision
 from edge.pipeline.recognizer import Evidence
@@ -343,7 +344,7 @@ class Runner:
         except EdgeError as e:
             log.error("audit checkpoint failed: %s", e)
             return
-        payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
+        payload = canonical_json(statement)
         self.dev.outbox.put("checkpoint", self.dev.link.config.topic("audit/checkpoint"), payload, 1)
         self.dev.link.wake()
 

@@ -1,4 +1,4 @@
-"""Which embedding model a bundle is for, read from the models manifest.
+"""Which embedding model a bundle is for, and its floor, read from the models manifest.
 
 A bundle names the embedder family and the sha256 of its float32 reference
 file: the int8 and Edge TPU variants are derived from it and checked against
@@ -7,6 +7,7 @@ it by the model tests, so one reference covers every backend of one model.
 
 from __future__ import annotations
 
+from edge.accountability.governance import threshold_floor
 from edge.perception.manifest import Manifest
 from edge.watchlist.bundle import ModelRef
 
@@ -18,11 +19,9 @@ def embedder_ref(manifest: Manifest) -> ModelRef:
     return ModelRef(entry.family, entry.sha256)
 
 
-def threshold_floor(manifest: Manifest) -> float:
+def embedder_floor(manifest: Manifest) -> float:
     """The measured model card's floor: no bundle or config may match below it.
 
     There is deliberately no default: without a card the device refuses to run.
     """
-    from edge.accountability.governance import load_threshold_floor
-
-    return load_threshold_floor(manifest.models_dir, EMBEDDER_FAMILY)
+    return threshold_floor(manifest, EMBEDDER_FAMILY)
