@@ -42,7 +42,7 @@ unit: install testdata
 test: lint unit
 
 run: install testdata
-	$(BIN)/python -m edge.demo
+	$(BIN)/python -m edge.scenario.demo
 
 bench: install testdata
 	$(BIN)/python -m edge.bench

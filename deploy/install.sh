@@ -113,7 +113,7 @@ install_packages() {
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
   [ "$DO_CORAL" -eq 1 ] || return 0
-  # Not fatal from here on: without the Coral runtime the firmware runs the int8/float
+  # Not fatal from here on: without the Coral runtime the firmware runs the cpu_preferred (float32)
   # models on the CPU and says so; `edge selftest` fails the accelerator check with the fix.
   if ! add_coral_repo || ! apt-get update -qq \
       || ! apt-get install -y -qq --no-install-recommends libedgetpu1-std; then

@@ -17,13 +17,13 @@ from edge.errors import EdgeError
 
 # One line per command module; keep them light at import time.
 COMMAND_MODULES: tuple[str, ...] = (
-    "edge.watchlist.cli",
+    "edge.authority.cli",
     "edge.audit.cli",
     "edge.delivery.cli",
     "edge.perception.cli",
     "edge.scenario.cli",
-    "edge.selftest",
-    "edge.runcli",
+    "edge.runtime.selftest",
+    "edge.runtime.cli",
     "edge.accountability.cli",
 )
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from edge.service import setup_logging
+    from edge.runtime.notify import setup_logging
 
     setup_logging(args.verbose)
     func = getattr(args, "func", None)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli import main as edge_main
-from edge.demo import Deployment, prepare
+from edge.scenario.demo import Deployment, prepare
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
 

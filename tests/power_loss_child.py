@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from edge.watchlist.state import BundleStore
-from tests.watchlist_world import FLOOR, MODEL, World
+from tests.watchlist_world import World
 
 
 def main() -> int:
@@ -30,8 +30,7 @@ def main() -> int:
     store = BundleStore(state_dir)
 
     def install(target: BundleStore, data: bytes, version: int) -> None:
-        target.install(data, trust, w.device, w.now(version), expected_model=MODEL,
-                       threshold_floor=FLOOR, device_key=w.dkey)
+        target.install(data, w.ctx(trust), w.now(version))
 
     if store.state() is None:
         install(store, w.bundle(1, n=2), 1)

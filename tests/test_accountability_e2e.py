@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from edge.demo import Deployment
+from edge.scenario.demo import Deployment
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
 from tests.e2e import (
@@ -51,7 +51,7 @@ from tests.e2e import (
 pytestmark = pytest.mark.slow
 
 DEVICE = "dev-demo"
-CONTACT = "lfr-enquiries@example.org"  # edge.demo's order
+CONTACT = "lfr-enquiries@example.org"  # edge.scenario.demo's order
 FAST_STATUS = "\n[stats]\nstatus_interval_s = 2.0\n"
 # Passes of every watchlisted person twice, spread over 36 s (seed 8: entries at
 # 1.5, 5.7, 15.8, 19.8, 27.5 and 28.2 s), so that some come after a mid-scene event.

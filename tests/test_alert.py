@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
-from edge.alert import MatchFacts, Provenance, alert_bytes, build_alert, uuid7
+import numpy as np
+
+from edge.delivery.alert import MatchFacts, Provenance, alert_bytes, build_alert, encode_crop, uuid7
+from edge.delivery.contract import ALERT_SCHEMA
 
 
 def test_uuid7_layout_and_time_order() -> None:
@@ -29,3 +33,20 @@ def test_alert_carries_provenance() -> None:
     assert ev["threshold"] == 0.8 and ev["seq"] == 5
     assert ev["possible_match"] is True and "crop_jpeg_b64" not in ev
     assert b'"event_id"' in alert_bytes(ev)
+    assert ev["schema"] == ALERT_SCHEMA == "edge.alert/2"
+    # The correlation block names what the numbers are: the evidence's time and the
+    # decision window (3 of the subject's matches among 4 observations).
+    assert ev["correlation"] == {"subject_ref": "S-1", "site": "Boulevard",
+                                 "best_seen_at": "2026-11-22T12:00:00.123Z",
+                                 "track_hits": 3, "decision_window": 4}
+
+
+def test_only_the_builder_base64s_the_crop() -> None:
+    t = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+    prov = Provenance("dev-a", "cam-1", "Boulevard", "wl-1", 7, "m", "ab" * 32, "d", "cpu", 0.8)
+    facts = MatchFacts(t, "S-1", "wanted", 0.91, 0.2, 3, (1.0, 2.0, 3.0, 4.0), 0.8, 0.9, t, 3, 4)
+    image = np.zeros((40, 40, 3), np.uint8)
+    jpeg = encode_crop(image, (10.0, 10.0, 30.0, 30.0))
+    assert jpeg is not None and jpeg.startswith(b"\xff\xd8\xff")  # raw JPEG, not text
+    ev = build_alert(prov, facts, 1, uuid7(t), jpeg)
+    assert base64.b64decode(ev["crop_jpeg_b64"]) == jpeg

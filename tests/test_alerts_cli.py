@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.delivery.contract import AlertStream, format_gaps, validate_alert
+from edge.delivery.contract import ALERT_SCHEMA, AlertStream, format_gaps, validate_alert
 from tests.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def uuid7(seq: int) -> str:
 
 def sample(n: int = 1, device: str = "dev-1", **over: Any) -> dict[str, Any]:
     e: dict[str, Any] = {
-        "schema": "edge.alert/1", "event_id": uuid7(n), "seq": n, "device_id": device,
+        "schema": ALERT_SCHEMA, "event_id": uuid7(n), "seq": n, "device_id": device,
         "camera_id": "cam-1", "site": "boulevard-north",
         "captured_at": "2026-11-22T03:00:00.125Z", "subject_ref": "S-0042",
         "category": "wanted", "score": 0.71, "threshold": 0.6, "margin": 0.12,
@@ -50,7 +50,7 @@ def test_complete_alert_is_valid() -> None:
 
 
 def test_the_firmware_builder_satisfies_the_contract() -> None:
-    alert = pytest.importorskip("edge.alert")
+    alert = pytest.importorskip("edge.delivery.alert")
     prov = alert.Provenance("dev-1", "cam-1", "site-1", "b1", 3, "dlib", "ab" * 32, "blazeface",
                             "cpu", 0.6)
     facts = alert.MatchFacts(NOW, "S1", "wanted", 0.7, 0.1, 3, (1.0, 2.0, 30.0, 40.0), 0.8,

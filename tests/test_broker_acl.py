@@ -337,14 +337,14 @@ def test_firmware_link_delivers_as_itself_and_keeps_what_is_refused(
     event = json.dumps({"event_id": str(uuid.uuid4()), "seq": 1}).encode()
     with Outbox(tmp_path / "good.db") as ob:
         link = MqttLink(LinkConfig(**base), ob).start()
-        link.publish_alert(event)
+        link.queue_alert(lambda _seq: event)
         assert consumer.wait_message("edge/dev-a/alerts", event)
         assert link.close(2) is True and ob.depth() == 0
     # The same certificate configured with another device's topics: nothing gets out,
     # the alert stays in the outbox, and the link says why.
     with Outbox(tmp_path / "wrong.db") as ob:
         link = MqttLink(LinkConfig(**{**base, "topic_prefix": "edge/dev-b"}), ob).start()
-        event_id = link.publish_alert(event)
+        event_id, _ = link.queue_alert(lambda _seq: event)
         assert until(lambda: link.health().refused >= 2)  # refused, retried, refused again
         health = link.health()
         assert "0x87" in (health.last_refusal or ""), health

@@ -155,10 +155,7 @@ def world() -> World:
 
 
 def _install(store: BundleStore, w: World, a: Attempt, trust: Any) -> None:
-    store.install(
-        a.data, trust, a.device or w.device, w.now(6) + a.now_delta,
-        expected_model=a.model or MODEL, threshold_floor=FLOOR, device_key=w.dkey,
-    )
+    store.install(a.data, w.ctx(trust, a.device, a.model), w.now(6) + a.now_delta)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -168,8 +165,7 @@ def test_refused_with_its_own_error_and_state_unchanged(
     make, error = CASES[case]
     trust = world.trust()
     store = BundleStore(tmp_path)
-    store.install(world.bundle(5), trust, world.device, world.now(5), expected_model=MODEL,
-                  threshold_floor=FLOOR, device_key=world.dkey)
+    store.install(world.bundle(5), world.ctx(trust), world.now(5))
     before_state, before_bytes = store.state(), store.active_bytes()
     before_files = sorted(p.name for p in tmp_path.iterdir())
 
@@ -186,17 +182,14 @@ def test_the_good_bundle_installs(world: World, tmp_path: Path) -> None:
     """The control for every case above: the same world without the fault is accepted."""
     trust = world.trust()
     store = BundleStore(tmp_path)
-    store.install(world.bundle(5), trust, world.device, world.now(5), expected_model=MODEL,
-                  threshold_floor=FLOOR, device_key=world.dkey)
+    store.install(world.bundle(5), world.ctx(trust), world.now(5))
     data = world.bundle(6)
-    vb = store.install(data, trust, world.device, world.now(6), expected_model=MODEL,
-                       threshold_floor=FLOOR, device_key=world.dkey)
+    vb = store.install(data, world.ctx(trust), world.now(6))
     state = store.state()
     assert state is not None and state.version == 6 and store.active_bytes() == data
     assert state.content_sha256 == vb.content_sha256
     # re-installing the very same bytes is not a replay
-    store.install(data, trust, world.device, world.now(6), expected_model=MODEL,
-                  threshold_floor=FLOOR, device_key=world.dkey)
+    store.install(data, world.ctx(trust), world.now(6))
 
 
 def test_duplicate_key_does_not_meet_a_two_of_two_threshold(world: World) -> None:

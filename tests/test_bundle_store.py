@@ -13,7 +13,7 @@ import pytest
 from edge.errors import ClockUntrustedError, StateError
 from edge.watchlist.envelope import decode
 from edge.watchlist.state import STATE_FILE, BundleStore
-from tests.watchlist_world import FLOOR, MODEL, World
+from tests.watchlist_world import World
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 240
@@ -21,8 +21,7 @@ ROUNDS = 240
 
 def _install(store: BundleStore, w: World, version: int) -> bytes:
     data = w.bundle(version)
-    store.install(data, w.trust(), w.device, w.now(version), expected_model=MODEL,
-                  threshold_floor=FLOOR, device_key=w.dkey)
+    store.install(data, w.ctx(), w.now(version))
     return data
 
 
@@ -33,8 +32,7 @@ def _check_consistent(store: BundleStore, w: World) -> int:
     assert state is not None and data is not None
     env = decode(data, max_header=1 << 20, max_body=1 << 26)
     assert env.content_sha256() == state.content_sha256
-    vb = store.load_active(w.trust(), w.device, w.now(state.version), expected_model=MODEL,
-                           threshold_floor=FLOOR, device_key=w.dkey)
+    vb = store.load_active(w.ctx(), w.now(state.version))
     assert vb is not None and vb.header.version == state.version
     assert vb.header.issued_at == state.issued_at
     return state.version
@@ -57,12 +55,10 @@ def test_untrusted_clock_keeps_the_current_bundle_and_refuses_new_ones(tmp_path:
     store = BundleStore(tmp_path)
     _install(store, w, 3)
     early = w.now(1)  # earlier than bundle 3's issued_at
-    vb = store.load_active(w.trust(), w.device, early, expected_model=MODEL,
-                           threshold_floor=FLOOR, device_key=w.dkey)
+    vb = store.load_active(w.ctx(), early)
     assert vb is not None and vb.header.version == 3 and not vb.clock_trusted
     with pytest.raises(ClockUntrustedError):
-        store.install(w.bundle(4), w.trust(), w.device, early, expected_model=MODEL,
-                      threshold_floor=FLOOR, device_key=w.dkey)
+        store.install(w.bundle(4), w.ctx(), early)
     assert store.state() is not None and store.state().version == 3  # type: ignore[union-attr]
 
 

@@ -54,7 +54,7 @@ def test_listing_has_the_expected_files(deb: Path) -> None:
     paths = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
     for want in ("/lib/systemd/system/edge.service", "/lib/udev/rules.d/99-edge-coral.rules",
                  "/etc/edge/edge.toml.example", "/usr/lib/sysusers.d/edge.conf",
-                 "/opt/edge/app/edge/cli.py", "/opt/edge/app/edge/selftest.py",
+                 "/opt/edge/app/edge/cli.py", "/opt/edge/app/edge/runtime/selftest.py",
                  "/opt/edge/deploy/install.sh", "/usr/share/edge/models/manifest.json"):
         assert want in paths, want
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in paths)
@@ -78,7 +78,7 @@ def test_control_fields(deb: Path) -> None:
 
 
 def test_unpacked_tree(unpacked: Path, frozen: Path) -> None:
-    from edge.selftest import check_models
+    from edge.runtime.selftest import check_models
 
     src = frozen
     assert (unpacked / "lib/systemd/system/edge.service").read_bytes() == \

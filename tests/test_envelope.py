@@ -22,18 +22,18 @@ from edge.watchlist.envelope import (
     Envelope,
     decode,
     expect_type,
-    key_id,
+    key_id_bytes,
     pae,
     verify_threshold,
 )
 from tests.watchlist_world import pub, signing_key
 
 A, B, C = signing_key(1), signing_key(2), signing_key(3)
-KEYS = {key_id(pub(k)): pub(k) for k in (A, B, C)}
+KEYS = {key_id_bytes(pub(k)): pub(k) for k in (A, B, C)}
 
 
 def _verify(env: Envelope, allowed: tuple[object, ...], threshold: int) -> frozenset[bytes]:
-    ids = frozenset(key_id(pub(k)) for k in allowed)  # type: ignore[arg-type]
+    ids = frozenset(key_id_bytes(pub(k)) for k in allowed)  # type: ignore[arg-type]
     return verify_threshold(env, keys=KEYS, allowed=ids, threshold=threshold, role="watchlist")
 
 
@@ -60,7 +60,7 @@ def test_moving_bytes_between_header_and_body_breaks_the_signature() -> None:
 
 def test_k_of_n_counts_unique_trusted_keys() -> None:
     env = Envelope(BUNDLE_TYPE, b"h", b"b")
-    assert _verify(env.sign(A).sign(B), (A, B, C), 2) == {key_id(pub(A)), key_id(pub(B))}
+    assert _verify(env.sign(A).sign(B), (A, B, C), 2) == {key_id_bytes(pub(A)), key_id_bytes(pub(B))}
     with pytest.raises(ThresholdError):
         _verify(env.sign(A), (A, B, C), 2)
     with pytest.raises(DuplicateSignatureError):
@@ -70,7 +70,7 @@ def test_k_of_n_counts_unique_trusted_keys() -> None:
     with pytest.raises(UnknownKeyError):
         _verify(env.sign(signing_key(50)), (A,), 1)
     # an extra unknown signature does not hurt once the threshold is met
-    assert _verify(env.sign(A).sign(signing_key(50)), (A,), 1) == {key_id(pub(A))}
+    assert _verify(env.sign(A).sign(signing_key(50)), (A,), 1) == {key_id_bytes(pub(A))}
 
 
 def test_framing_errors_are_typed() -> None:

@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from edge.accountability.governance import (
-    check_threshold,
-    load_model_card,
-    load_threshold_floor,
-    threshold_floor,
-)
+from edge.accountability.governance import check_threshold, model_card, threshold_floor
 from edge.errors import ModelError, ModelMissingError, SignedDocumentError, ThresholdFloorError
-from edge.perception.manifest import load_manifest
+from edge.perception.manifest import Manifest, load_manifest, parse_manifest
 
 FAMILY = "dlib_resnet_v1"
 
@@ -69,27 +64,31 @@ def test_the_card_is_what_the_script_measures_now(models_dir: Path, testdata: Pa
         assert v["at_threshold"]["false_matches"] == 0
 
 
-def test_threshold_floor_reads_the_card(manifest_json: dict[str, Any], models_dir: Path) -> None:
-    floor = threshold_floor(manifest_json, FAMILY)
+def _manifest(**top: Any) -> Manifest:
+    return parse_manifest({"schema": "edge.models/1", "models": {}, **top}, Path("models"))
+
+
+def test_threshold_floor_reads_the_card_the_manifest_kept(manifest_json: dict[str, Any],
+                                                          models_dir: Path) -> None:
+    manifest = load_manifest(models_dir)  # parsed once; the cards come with it
+    floor = threshold_floor(manifest, FAMILY)
     assert floor == manifest_json["model_cards"][FAMILY]["threshold_floor"]
-    assert load_model_card(models_dir, FAMILY)["threshold_floor"] == floor
-    assert load_threshold_floor(models_dir, FAMILY) == floor
+    assert model_card(manifest, FAMILY) == manifest_json["model_cards"][FAMILY]
 
 
-def test_a_missing_or_malformed_card_is_an_error_not_a_default(manifest_json: dict[str, Any]) -> None:
+def test_a_missing_or_malformed_card_is_an_error_not_a_default(models_dir: Path) -> None:
     with pytest.raises(ModelMissingError, match="no model card"):
-        threshold_floor({"schema": "edge.models/1", "models": {}}, FAMILY)
+        threshold_floor(_manifest(), FAMILY)
     with pytest.raises(ModelMissingError):
-        threshold_floor(manifest_json, "arcface")
+        threshold_floor(load_manifest(models_dir), "arcface")
     for bad in (None, "0.9", True, 0.0, 1.5):
         with pytest.raises(ModelError, match="threshold_floor"):
-            threshold_floor({"model_cards": {FAMILY: {"threshold_floor": bad}}}, FAMILY)
+            threshold_floor(_manifest(model_cards={FAMILY: {"threshold_floor": bad}}), FAMILY)
 
 
 @pytest.mark.parametrize("where", ["config", "bundle"])
-def test_a_threshold_below_the_floor_is_refused_naming_where(manifest_json: dict[str, Any],
-                                                             where: str) -> None:
-    floor = threshold_floor(manifest_json, FAMILY)
+def test_a_threshold_below_the_floor_is_refused_naming_where(models_dir: Path, where: str) -> None:
+    floor = threshold_floor(load_manifest(models_dir), FAMILY)
     assert check_threshold(floor, floor, where) == floor
     assert check_threshold(floor + 0.02, floor, where) == floor + 0.02
     with pytest.raises(ThresholdFloorError) as exc:

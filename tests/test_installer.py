@@ -137,7 +137,7 @@ def test_tree_modes_and_owners_and_idempotence(tmp_path: Path, provision: Path) 
     shim = (tree / "opt/edge/venv/bin/edge").read_text()
     assert shim.startswith("#!/opt/edge/venv/bin/python\n") and "from edge.cli import main" in shim
     if (ROOT / "models/manifest.json").is_file():
-        from edge.selftest import check_models
+        from edge.runtime.selftest import check_models
 
         assert check_models(tree / "usr/share/edge/models").ok
     assert not list(tree.rglob("__pycache__"))

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from edge.matcher import Matcher
+from edge.pipeline.matcher import Matcher
 from edge.watchlist.verify import verify_bundle
 from tests.watchlist_world import FLOOR, MODEL, World, entry, random_templates
 
@@ -77,3 +77,25 @@ def test_single_subject_has_no_second() -> None:
     spec = entry(rng, 0)
     got = _matcher(w, [spec]).match(spec.templates[1])
     assert got is not None and got.second_score == -1.0
+
+
+def test_the_effective_threshold_is_fixed_where_the_matcher_is_built() -> None:
+    """The config's matching.threshold may raise the bundle's, never lower it."""
+    w = World()
+    rng = np.random.default_rng(5)
+    specs = [entry(rng, i) for i in range(3)]
+    vb = w.ctx().verify_bundle(w.unsigned(entries=specs).sign(w.watch).encode(), w.now(), None)
+    bundle_threshold = vb.header.threshold
+    assert Matcher.from_bundle(vb, w.now()).threshold == bundle_threshold
+    assert Matcher.from_bundle(vb, w.now(), bundle_threshold - 0.05).threshold == bundle_threshold
+    raised = Matcher.from_bundle(vb, w.now(), min(0.999, bundle_threshold + 0.04))
+    assert raised.threshold == min(0.999, bundle_threshold + 0.04)
+    # A query scoring between the two thresholds matches under the bundle's, not the raised one.
+    between = (bundle_threshold + raised.threshold) / 2
+    other = random_templates(rng, 1)[0]
+    other -= (other @ specs[0].templates[0]) * specs[0].templates[0]
+    other /= np.linalg.norm(other)
+    q = np.float32(between) * specs[0].templates[0] + np.float32(np.sqrt(1 - between**2)) * other
+    plain, strict = Matcher.from_bundle(vb, w.now()).match(q), raised.match(q)
+    assert plain is not None and strict is not None
+    assert plain.matched and not strict.matched

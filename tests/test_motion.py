@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.motion import MotionGate, to_lores_grey
+from edge.pipeline.motion import MotionGate, to_lores_grey
 
 W, H = 1280, 720
 TILES = [(x, y, x + 320, y + 360) for y in (0, 360) for x in range(0, W, 320)]

@@ -60,7 +60,7 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
         link.set_status({"state": "running", "bundle_version": 3})
         link.start()
         assert until(lambda: link.connected)
-        ids = [link.publish_alert(alert(i)) for i in range(1, 6)]
+        ids = [link.queue_alert(alert)[0] for _ in range(5)]
         assert sub.wait_for(lambda s: len(s.payloads("/alerts")) == 5)
         assert [json.loads(p)["seq"] for p in sub.payloads("/alerts")] == [1, 2, 3, 4, 5]
         assert until(lambda: ob.depth() == 0) and sorted(acked) == ids
@@ -89,8 +89,8 @@ def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_pat
         assert until(lambda: link.connected)
 
         def produce() -> None:
-            for seq in range(1, n + 1):
-                link.publish_alert(alert(seq))
+            for _ in range(n):
+                link.queue_alert(alert)
                 time.sleep(0.05)
 
         producer = threading.Thread(target=produce)
@@ -130,7 +130,7 @@ def test_acl_refusal_keeps_event_and_counts(make_broker: Callable[..., Broker],
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(plain(broker, refused_retry_s=0.3), ob).start()
         assert until(lambda: link.connected)
-        event_id = link.publish_alert(alert(1))
+        event_id, _ = link.queue_alert(alert)
         assert until(lambda: link.health().refused >= 1)
         # Retried later (the ACL may be fixed), still refused, still kept.
         assert until(lambda: link.health().refused >= 3, 5)
@@ -152,7 +152,7 @@ def test_tls_with_client_certificates(tls_broker: Broker, test_pki: Pki,
                      ca=tls.ca, cert=tls.cert, key=tls.key, backoff_min_s=0.1)
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(cfg, ob).start()
-        link.publish_alert(alert(1))
+        link.queue_alert(alert)
         assert sub.wait_for(lambda s: len(s.payloads("/alerts")) == 1)
         assert link.close(2) is True
     assert f"u'{DEV}'" in broker.log_text()  # the certificate CN is the username
@@ -163,7 +163,7 @@ def test_tls_with_client_certificates(tls_broker: Broker, test_pki: Pki,
     bad_cfg = LinkConfig(**{**asdict(cfg), "cert": bad.cert, "key": bad.key})
     with Outbox(tmp_path / "o2.db") as ob:
         link = MqttLink(bad_cfg, ob).start()
-        link.publish_alert(alert(1))
+        link.queue_alert(alert)
         assert until(lambda: "UNKNOWN_CA" in (link.health().last_error or ""), 10)
         assert not link.connected and ob.depth() == 1
         link.close(0.2)
@@ -182,7 +182,7 @@ CHILD = textwrap.dedent(
         time.sleep(0.02)
     print("connected", flush=True)
     for line in sys.stdin:
-        print(link.publish_alert(line.strip().encode()), flush=True)
+        print(link.queue_alert(lambda _seq: line.strip().encode())[0], flush=True)
     """
 )
 
@@ -255,7 +255,7 @@ def test_callback_exception_is_contained(broker: Broker, tmp_path: Path) -> None
         assert until(lambda: link.connected)
         sub.client.publish(f"edge/{DEV}/bundle", b"x", qos=1)
         assert until(lambda: "handler bug" in (link.health().last_error or ""))
-        link.publish_alert(alert(1))
+        link.queue_alert(alert)
         assert sub.wait_for(lambda s: len(s.payloads("/alerts")) == 1)
         assert link.alive() and link.connected
         link.close(1)
@@ -276,7 +276,7 @@ def test_keeps_retrying_without_broker_and_says_why(tmp_path: Path) -> None:
                      backoff_max_s=0.4)
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(cfg, ob).start()
-        link.publish_alert(alert(1))
+        link.queue_alert(alert)
         time.sleep(1.0)
         health = link.health()
         assert link.alive()

@@ -13,12 +13,13 @@ import pytest
 from edge.cli import main as edge_main
 from edge.errors import ConfigError
 from edge.perception.detector import BlazeFaceDetector
+from edge.pipeline.track import iou
 from edge.scenario.catalogue import IDENTITIES
 from edge.scenario.plan import ScenarioSpec
-from edge.scenario.render import Scene, build_scene, load_truth, scenario_source
+from edge.scenario.render import Scene, build_scene, load_truth
 from edge.scenario.sprites import FaceFinder
 from edge.sources import VideoFileSource, open_source
-from edge.track import iou
+from edge.sources.scenario import scenario_source
 
 SPEC = ScenarioSpec(seconds=12, fps=10, size=(1280, 720), seed=3,
                     watchlisted=("obama", "tom_hanks"), others=("t1_1", "t1_4", "astronaut"),
@@ -161,7 +162,7 @@ def test_mask_covers_nose_and_mouth_not_eyes(testdata: Path, finder: FaceFinder)
 
 
 def test_tracker_follows_each_pass_as_one_track(scene: Scene) -> None:
-    from edge.track import IoUTracker
+    from edge.pipeline.track import IoUTracker
 
     truth = scene.ground_truth()
     per_frame: dict[int, list[tuple[str, tuple[float, float, float, float]]]] = {}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import selftest
+from edge.runtime import selftest
 from edge.watchlist.bundle import DeviceIdentity
 from edge.watchlist.keys import DEVICE, generate
 from edge.watchlist.order import DeploymentOrder
@@ -38,7 +38,7 @@ DEVICE_ID, CAMERA_ID = "dev-a", "cam-1"
 
 
 def host_clock_synced() -> bool:
-    """Independent of edge.selftest: the kernel's own verdict via ntp_adjtime's return."""
+    """Independent of edge.runtime.selftest: the kernel's own verdict via ntp_adjtime's return."""
     buf = ctypes.create_string_buffer(512)  # larger than struct timex; modes = 0 reads only
     state = ctypes.CDLL(None, use_errno=True).adjtimex(buf)
     return int(state) not in (-1, 5)  # 5 = TIME_ERROR: clock not synchronised
@@ -95,7 +95,7 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     if not (MODELS / "manifest.json").is_file():
         pytest.skip("models not built: run `make models`")
     from edge.perception.manifest import load_manifest
-    from edge.watchlist.model import embedder_ref, threshold_floor
+    from edge.watchlist.model import embedder_floor, embedder_ref
 
     base = tmp_path_factory.mktemp("device")
     pki = issue_pki(tmp_path_factory.mktemp("pki"))
@@ -122,7 +122,7 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
     manifest = load_manifest(MODELS)
     bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
-                            threshold=max(0.95, threshold_floor(manifest)),
+                            threshold=max(0.95, embedder_floor(manifest)),
                             recipients={DEVICE_ID: dkey.public_key})
     (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
     yield Provisioned(base, broker, pki)

@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from edge.service import Notifier
+from edge.runtime.notify import Notifier
 
 
 def test_notify_messages_reach_the_socket(tmp_path: Path) -> None:

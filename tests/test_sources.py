@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from edge.errors import CameraError
+from edge.perception.types import Frame
 from edge.sources import ImageFolderSource, LatestFrames, Pacer, StreamSource, VideoFileSource
-from edge.sources.base import Frame
 from edge.sources.folder import RenderedSource
 from edge.sources.video import parse_stream_url
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.decision import TrackDecider
-from edge.track import Box, FaceSelector, IoUTracker, iou
+from edge.pipeline.decision import TrackDecider
+from edge.pipeline.track import Box, FaceSelector, IoUTracker, iou
 
 
 def walk(x0: float, y0: float, size: float, step: float, n: int) -> list[Box]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.authority.build import trust_document
 from edge.errors import (
     RollbackError,
     ThresholdError,
@@ -21,7 +22,6 @@ from edge.watchlist.trust import (
     parse_structure,
     parse_trust,
     rotate,
-    trust_document,
 )
 from edge.watchlist.verify import verify_bundle
 from tests.watchlist_world import FLOOR, MODEL, T0, World, pub, signing_key

@@ -18,16 +18,15 @@ from pathlib import Path
 import cv2
 import pytest
 
+from edge.authority.enrol import read_rgb
 from edge.cli import main
-from edge.matcher import Matcher
 from edge.perception.analyzer import FaceAnalyzer
 from edge.perception.manifest import load_manifest
-from edge.watchlist import canonical, keys
+from edge.pipeline.matcher import Matcher
+from edge.watchlist import canonical
 from edge.watchlist.bundle import DeviceIdentity
-from edge.watchlist.enrol import read_rgb
-from edge.watchlist.model import embedder_ref, threshold_floor
+from edge.watchlist.context import load_context
 from edge.watchlist.state import BundleStore
-from edge.watchlist.trust import load_pinned
 
 GOOD = [("obama.jpg", "subj-obama"), ("obama_partial_face.jpg", "subj-obama"),
         ("biden.jpg", "subj-biden")]
@@ -120,11 +119,9 @@ def test_build_sign_inspect_install_and_match(
 
     # the installed bundle, loaded as the device would, finds Obama in another photo
     manifest = load_manifest(models_dir)
-    vb = BundleStore(k / "state").load_active(
-        load_pinned((k / "trust.bin").read_bytes()), DeviceIdentity("cam-north", "boulevard"),
-        datetime.now(UTC), expected_model=embedder_ref(manifest),
-        threshold_floor=threshold_floor(manifest),
-        device_key=keys.load_device_key(k / "cam-north.key"))
+    ctx = load_context(trust_file=k / "trust.bin", device_key=k / "cam-north.key",
+                       identity=DeviceIdentity("cam-north", "boulevard"), manifest=manifest)
+    vb = BundleStore(k / "state").load_active(ctx, datetime.now(UTC))
     assert vb is not None
     matcher = Matcher.from_bundle(vb, datetime.now(UTC))
     for photo, who in (("obama2.jpg", "subj-obama"), ("obama3.jpg", "subj-obama")):

@@ -14,9 +14,11 @@ import nacl.public
 import nacl.signing
 import numpy as np
 
-from edge.watchlist.bundle import DeviceIdentity, EntrySpec, ModelRef, build_bundle, normalise
+from edge.authority.build import EntrySpec, build_bundle, normalise, trust_document
+from edge.watchlist.bundle import DeviceIdentity, ModelRef
+from edge.watchlist.context import VerificationContext
 from edge.watchlist.envelope import Envelope
-from edge.watchlist.trust import TrustRoot, load_pinned, trust_document
+from edge.watchlist.trust import TrustRoot, load_pinned
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 MODEL = ModelRef("dlib_resnet_v1", "ab" * 32, 128)
@@ -76,6 +78,12 @@ class World:
              "order": (["order"], 1)},
             T0,
         ).sign(self.root)
+
+    def ctx(self, trust: TrustRoot | None = None, device: DeviceIdentity | None = None,
+            model: ModelRef | None = None) -> VerificationContext:
+        """This world's device as a verification context (a fresh trust unless given)."""
+        return VerificationContext(trust or self.trust(), device or self.device, model or MODEL,
+                                   FLOOR, self.dkey)
 
     def trust(self, **kw: Any) -> TrustRoot:
         return load_pinned(self.trust_envelope(**kw).encode())

@@ -44,6 +44,7 @@ from edge.audit import records
 from edge.audit.chain import iso_ts
 from edge.audit.records import OUTCOMES, AuditSink
 from edge.errors import ReviewError, StateError
+from edge.formats import canonical_json
 from edge.fsutil import atomic_write
 
 SCHEMA: Final = "edge.review/1"
@@ -74,7 +75,7 @@ class Review:
         return out
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.to_json())
 
 
 def _text(obj: dict[str, Any], key: str) -> str:

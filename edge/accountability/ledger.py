@@ -66,10 +66,6 @@ class Ledger:
     def set_watchlist_size(self, n: int) -> None:
         self.transparency.set_watchlist_size(n)
 
-    def resume_matching(self, reason: str, now: datetime) -> None:
-        """A new bundle was installed by a human decision: lift a suspension (logged)."""
-        self.monitor.reset(reason, now)
-
     # --- the pipeline -------------------------------------------------------------------
 
     def alert(self, event_id: str, jpeg: bytes | None, captured_at: datetime, now: datetime) -> None:

@@ -16,8 +16,9 @@ the first 10,000 faces, then at most ``budget`` per 10,000.
 Note: ``DeploymentOrder.false_alert_budget`` is an integer, so budgets are whole
 false alerts per 10,000 faces; ``None`` in the order means ``DEFAULT_BUDGET``.
 
-A suspension is sticky: only ``reset`` (a new deployment order or bundle, by a
-human decision) clears it, and both are written to the audit log. The state is
+A suspension is sticky: only ``reset`` clears it, and the only caller is a new
+deployment order (a human decision, ``Ledger.begin``); a new bundle does not lift
+it. Both the suspension and its lifting are written to the audit log. The state is
 kept in a small JSON file when ``state_path`` is given, so a restart is not a way
 out of a suspension. Faces counted since the last save may be lost on a crash,
 which can only make the rate look worse, never better.
@@ -88,7 +89,7 @@ class FalseAlertMonitor:
             return reason
 
     def reset(self, reason: str, now: datetime) -> None:
-        """A new order or bundle: start counting afresh and lift a suspension (logged)."""
+        """A new deployment order: start counting afresh and lift a suspension (logged)."""
         with self._lock:
             was = self._suspended
             self._faces = self._false = 0

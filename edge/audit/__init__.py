@@ -5,7 +5,7 @@ not ``append``), ``verify`` checks it, ``checkpoint`` signs its head."""
 from __future__ import annotations
 
 from edge.audit.chain import GENESIS, KINDS, canonical, record_hash
-from edge.audit.checkpoint import key_id, sign_checkpoint, verify_checkpoint
+from edge.audit.checkpoint import key_id_hex, sign_checkpoint, verify_checkpoint
 from edge.audit.guard import check_data
 from edge.audit.log import AuditLog, iter_records, list_segments, read_head, verify_dir
 from edge.audit.records import AuditSink
@@ -23,7 +23,7 @@ __all__ = [
     "canonical",
     "check_data",
     "iter_records",
-    "key_id",
+    "key_id_hex",
     "list_segments",
     "read_head",
     "record_hash",

@@ -16,12 +16,12 @@ No I/O and no clock here: the caller passes ``ts``.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from edge.errors import AuditError
+from edge.formats import canonical_json, iso_utc
 
 GENESIS: Final = "0" * 64
 RECORD_KEYS: Final = frozenset({"seq", "ts", "kind", "data", "prev", "hash"})
@@ -60,9 +60,7 @@ _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 def canonical(obj: Any) -> bytes:
     """Sorted keys, compact separators, UTF-8, no NaN: one byte string per value."""
     try:
-        return json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("utf-8")
+        return canonical_json(obj)
     except (TypeError, ValueError) as e:
         raise AuditError(f"value cannot be encoded canonically: {e}") from e
 
@@ -86,7 +84,7 @@ def iso_ts(now: datetime) -> str:
         raise AuditError(f"audit timestamps must be datetimes, not {type(now).__name__}")
     if now.tzinfo is None or now.utcoffset() is None:
         raise AuditError("audit timestamps must be timezone-aware (UTC)")
-    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(now)
 
 
 def is_ts(value: object) -> bool:

@@ -24,7 +24,7 @@ CHECKPOINT_SCHEMA: Final = "edge.audit.checkpoint/1"
 STATEMENT_KEYS: Final = frozenset({"schema", "device_id", "seq", "head", "ts", "key_id", "signature"})
 
 
-def key_id(public_key: bytes) -> str:
+def key_id_hex(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()
 
 
@@ -35,7 +35,7 @@ def sign_checkpoint(signing_key: SigningKey, device_id: str, seq: int, head: str
         "seq": seq,
         "head": head,
         "ts": ts,
-        "key_id": key_id(bytes(signing_key.verify_key)),
+        "key_id": key_id_hex(bytes(signing_key.verify_key)),
     }
     statement["signature"] = signing_key.sign(canonical(statement)).signature.hex()
     return statement
@@ -58,7 +58,7 @@ def verify_checkpoint(statement: Mapping[str, Any], public_key: bytes | VerifyKe
         signature = bytes.fromhex(sig)
     except (ValueError, TypeError, CryptoError) as e:
         raise MalformedError(f"audit checkpoint key or signature cannot be decoded: {e}") from e
-    if statement["key_id"] != key_id(bytes(vk)):
+    if statement["key_id"] != key_id_hex(bytes(vk)):
         raise UnknownKeyError(f"checkpoint names key {statement['key_id'][:16]}..., not the given public key")
     body = {k: v for k, v in statement.items() if k != "signature"}
     try:

@@ -17,11 +17,13 @@ import nacl.public
 import nacl.signing
 import numpy as np
 
-from edge.matcher import Matcher
-from edge.watchlist.bundle import DeviceIdentity, EntrySpec, ModelRef, build_bundle, normalise
+from edge.authority.build import EntrySpec, build_bundle, normalise, trust_document
+from edge.pipeline.matcher import Matcher
+from edge.watchlist.bundle import DeviceIdentity, ModelRef
+from edge.watchlist.context import VerificationContext
 from edge.watchlist.envelope import decode
-from edge.watchlist.trust import load_pinned, trust_document
-from edge.watchlist.verify import decrypt_templates, parse_entries, parse_header, verify_bundle
+from edge.watchlist.trust import load_pinned
+from edge.watchlist.verify import decrypt_templates, parse_entries, parse_header
 
 ENTRIES = 10_000
 TEMPLATES = 2
@@ -64,10 +66,10 @@ def run(args: argparse.Namespace) -> None:
     build_s = time.perf_counter() - t
     now = t0 + timedelta(hours=1)
 
+    ctx = VerificationContext(trust, device, model, threshold_floor=0.8, device_key=dkey)
+
     def load() -> Matcher:
-        vb = verify_bundle(data, trust, device, now, expected_model=model, threshold_floor=0.8,
-                           last=None, device_key=dkey)
-        return Matcher.from_bundle(vb, now)
+        return Matcher.from_bundle(ctx.verify_bundle(data, now, None), now)
 
     matcher = load()
     best, median = _best(load)

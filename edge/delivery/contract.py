@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeGuard
 
-SCHEMA_PREFIX: Final = "edge.alert/1"
+# The alert schema, in one place: the builder writes it, the validator checks it.
+# 2: correlation.track_first_seen -> best_seen_at, track_embeddings -> decision_window.
+ALERT_SCHEMA: Final = "edge.alert/2"
 
 _STRINGS: Final = ("device_id", "camera_id", "site", "subject_ref", "category")
 
@@ -96,8 +98,8 @@ def validate_alert(event: object) -> list[str]:
         return k in e and k not in missing
 
     if has("schema") and not (isinstance(e["schema"], str)
-                              and e["schema"].startswith(SCHEMA_PREFIX)):
-        problems.append(f"schema: {e['schema']!r} is not {SCHEMA_PREFIX}")
+                              and e["schema"].startswith(ALERT_SCHEMA)):
+        problems.append(f"schema: {e['schema']!r} is not {ALERT_SCHEMA}")
     if has("event_id") and (p := _check_event_id(e["event_id"])):
         problems.append(p)
     if has("seq") and not (_is_int(e["seq"]) and e["seq"] >= 0):

@@ -21,7 +21,6 @@ Will, and the last message of a clean ``close``, say ``offline``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import random
@@ -36,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.delivery.outbox import Outbox, OutboxStats
-from edge.errors import BrokerError, OutboxError
+from edge.errors import BrokerError
+from edge.formats import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,6 @@ class LinkConfig:
     stats_interval_s: float = 60.0
     stats_qos: int = 0
     subscriptions: tuple[str, ...] = ("bundle", "review")
-
-    @classmethod
-    def from_section(cls, device_id: str, section: Any, **tuning: Any) -> LinkConfig:
-        """From the ``[broker]`` config section (any object with the same field names)."""
-        names = ("host", "port", "tls", "ca", "cert", "key", "topic_prefix", "keepalive",
-                 "client_id")
-        return cls(device_id=device_id, **{n: getattr(section, n) for n in names}, **tuning)
 
     @property
     def prefix(self) -> str:
@@ -180,16 +173,17 @@ class MqttLink:
         self._thread.start()
         return self
 
-    def publish_alert(self, payload: bytes) -> int:
-        """Persist an alert (raises OutboxFullError when full) and wake the link."""
-        event_id = self.outbox.put("alert", self.config.topic("alerts"), payload, 1)
+    def queue_alert(self, build: Callable[[int], bytes]) -> tuple[int, int]:
+        """Persist an alert built by ``build(seq)`` and wake the link; returns (outbox id, seq).
+
+        Raises :class:`OutboxFullError` when the outbox refuses it (nothing is consumed).
+        """
+        event_id, seq = self.outbox.put_alert(self.config.topic("alerts"), build)
         self.wake()
-        if event_id is None:  # pragma: no cover - put() drops only telemetry
-            raise OutboxError("outbox dropped an alert")
-        return event_id
+        return event_id, seq
 
     def publish_stats(self, stats: dict[str, Any]) -> int | None:
-        payload = json.dumps(stats, separators=(",", ":"), sort_keys=True).encode()
+        payload = canonical_json(stats)
         event_id = self.outbox.put("stats", self.config.topic("stats"), payload,
                                    self.config.stats_qos)
         self.wake()
@@ -206,7 +200,7 @@ class MqttLink:
         For public, non-biometric state such as the transparency figures and the
         "live facial recognition active" flag; the latest value wins.
         """
-        payload = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+        payload = canonical_json(document)
         self._commands.put(("retained", (leaf, payload)))
         self.wake()
 
@@ -549,7 +543,7 @@ class MqttLink:
         status["availability"] = availability
         if reason is not None:
             status["reason"] = reason
-        return json.dumps(status, separators=(",", ":"), sort_keys=True).encode()
+        return canonical_json(status)
 
     def _maybe_stats(self, now: float) -> None:
         if self._stats_provider is None or self._stopping or now < self._next_stats:

@@ -260,14 +260,6 @@ class Outbox:
             self._check_fill()
         return True
 
-    def mark_attempt(self, event_id: int) -> None:
-        """Count a publish attempt (not fsynced: a lost count is harmless)."""
-        with self._lock:
-            try:
-                self._db.execute("UPDATE events SET attempts = attempts + 1 WHERE id = ?", (event_id,))
-            except sqlite3.Error as e:
-                raise OutboxError(f"outbox update failed: {e}") from e
-
     # --- status ------------------------------------------------------------------
 
     def depth(self) -> int:

@@ -63,10 +63,15 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    """All entries of one models folder."""
+    """All entries of one models folder, and the measured model cards (keyed by family).
+
+    The cards (``model_cards``, written by ``models/model_card.py``) are kept as parsed
+    JSON; ``edge.accountability.governance`` reads the threshold floor from them.
+    """
 
     models_dir: Path
     models: Mapping[str, ModelEntry]
+    cards: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def get(self, model_id: str) -> ModelEntry:
         try:
@@ -181,7 +186,11 @@ def parse_manifest(raw: object, models_dir: Path) -> Manifest:
     if not isinstance(models, dict):
         raise ModelError(f"{where}: 'models' must be an object")
     entries = {mid: _entry(mid, body, where) for mid, body in models.items()}
-    return Manifest(models_dir=models_dir, models=entries)
+    cards = raw.get("model_cards", {})
+    if not isinstance(cards, dict):
+        raise ModelError(f"{where}: 'model_cards' must be an object")
+    return Manifest(models_dir=models_dir, models=entries,
+                    cards={k: v for k, v in cards.items() if isinstance(v, dict)})
 
 
 _KNOWN = {

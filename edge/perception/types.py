@@ -8,6 +8,7 @@ cameras. Coordinates are frame pixels as floats, x to the right, y down.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy.typing as npt
 
 RGBImage = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float32]
+GreyImage = npt.NDArray[np.uint8]
 
 # MediaPipe BlazeFace keypoint order.
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -67,3 +69,22 @@ class Embedder(Protocol):
     def embed(self, chips: RGBImage) -> FloatArray:
         """(N, S, S, 3) aligned chips -> (N, dim) L2-normalised embeddings."""
         ...
+
+
+@dataclass(frozen=True, eq=False)  # images are compared by identity, never by value
+class Frame:
+    """One captured frame.
+
+    ``captured_at`` is UTC wall time from the source's clock (or the file's timeline
+    offset from a configured start); ``ts`` is seconds on a monotonic clock of the
+    same source, for intervals. ``lores`` is an optional small grey image for the
+    motion gate (the camera's lores stream); when absent the gate derives its own.
+    """
+
+    index: int
+    captured_at: datetime
+    ts: float
+    image: RGBImage
+    lores: GreyImage | None = None
+    # time.monotonic() when the frame reached the pipeline, for latency figures.
+    received: float = 0.0

@@ -13,7 +13,6 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from edge.scenario.sprites import (
     load_rgb,
     put_on_mask,
 )
-from edge.sources.folder import RenderedSource
 
 SCHEMA = "edge.scenario/1"
 NOISE_BANK = 4  # distinct noise fields cycled over the frames
@@ -234,14 +232,6 @@ def load_truth(path: Path) -> dict[str, Any]:
 def watchlisted_passes(truth: dict[str, Any]) -> list[dict[str, Any]]:
     """The passes that must each give exactly one alert (identity, start/end frames, boxes)."""
     return [p for p in truth["passes"] if p["watchlisted"] and p["start_frame"] is not None]
-
-
-def scenario_source(truth_path: Path, *, start_time: datetime | None = None,
-                    realtime: bool = False, faces_dir: Path | None = None) -> RenderedSource:
-    """Frames of a generated scene, rendered in memory from its ground-truth JSON."""
-    scene = scene_from_truth(load_truth(truth_path), faces_dir)
-    return RenderedSource(scene.render, scene.frames, fps=scene.spec.fps,
-                          start_time=start_time, realtime=realtime)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from edge.errors import CameraError
-from edge.sources.base import Frame, FrameSource, LatestFrames, Pacer
+from edge.perception.types import Frame
+from edge.sources.base import FrameSource, LatestFrames, Pacer
 from edge.sources.folder import ImageFolderSource, RenderedSource
 from edge.sources.video import StreamSource, VideoFileSource
 
@@ -47,7 +48,7 @@ def open_source(kind: str, target: str = "", *, fps: float | None = None,
 
         return PiCameraSource(camera_num=int(target or 0), fps=fps or 15.0)
     if kind == "scenario":
-        from edge.scenario.render import scenario_source
+        from edge.sources.scenario import scenario_source
 
         return scenario_source(Path(target), start_time=start_time, realtime=realtime)
     raise CameraError(f"unknown source kind {kind!r}; fix: use one of {', '.join(SOURCE_KINDS)}")

@@ -15,36 +15,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from edge.errors import CameraError
-from edge.perception.types import RGBImage
-
-GreyImage = npt.NDArray[np.uint8]
-
-
-@dataclass(frozen=True, eq=False)  # images are compared by identity, never by value
-class Frame:
-    """One captured frame.
-
-    ``captured_at`` is UTC wall time from the source's clock (or the file's timeline
-    offset from a configured start); ``ts`` is seconds on a monotonic clock of the
-    same source, for intervals. ``lores`` is an optional small grey image for the
-    motion gate (the camera's lores stream); when absent the gate derives its own.
-    """
-
-    index: int
-    captured_at: datetime
-    ts: float
-    image: RGBImage
-    lores: GreyImage | None = None
-    # time.monotonic() when the frame reached the pipeline, for latency figures.
-    received: float = 0.0
+from edge.perception.types import Frame, RGBImage
 
 
 class FrameSource(Protocol):

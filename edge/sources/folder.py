@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import cv2
 
 from edge.errors import CameraError
-from edge.perception.types import RGBImage
-from edge.sources.base import Frame, Pacer, TimelineSource, utc_now
+from edge.perception.types import Frame, RGBImage
+from edge.sources.base import Pacer, TimelineSource
 from edge.sources.video import bgr_to_rgb
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,3 @@ class RenderedSource(TimelineSource):
     def __iter__(self) -> Iterator[Frame]:
         return self._timeline(self.count, self._render)
 
-
-def frames_of(images: Iterable[RGBImage], fps: float = 15.0,
-              start_time: datetime | None = None) -> Iterator[Frame]:
-    """Wrap plain images as frames on a fixed timeline (handy in tests and tools)."""
-    start = start_time or utc_now()
-    for index, image in enumerate(images):
-        offset = index / fps
-        yield Frame(index=index, captured_at=start + timedelta(seconds=offset), ts=offset,
-                    image=image)

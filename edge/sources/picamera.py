@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from edge.errors import CameraError
-from edge.sources.base import Frame, ThreadedCapture, utc_now
+from edge.perception.types import Frame
+from edge.sources.base import ThreadedCapture, utc_now
 
 
 class PiCameraSource:

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import CameraError
-from edge.perception.types import RGBImage
-from edge.sources.base import EndOfSource, Frame, Pacer, ThreadedCapture, TimelineSource, utc_now
+from edge.perception.types import Frame, RGBImage
+from edge.sources.base import EndOfSource, Pacer, ThreadedCapture, TimelineSource, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,9 @@ from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
 from edge.errors import MalformedError, SignedDocumentError
+from edge.formats import canonical_json, iso_utc
 
-
-def dumps(obj: object) -> bytes:
-    """Sorted keys, no whitespace, UTF-8, no NaN: the same object always gives the same bytes."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+dumps = canonical_json  # the firmware's one canonical JSON writer, under its old name here
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -80,9 +76,7 @@ def _parse_time(text: str) -> datetime | None:
 
 def format_time(t: datetime) -> str:
     """RFC 3339 UTC with a ``Z``, second precision."""
-    if t.tzinfo is None:
-        raise ValueError("naive datetime")
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(t, "seconds")
 
 
 class Fields:

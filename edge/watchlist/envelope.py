@@ -48,7 +48,7 @@ MAX_TYPE_LEN = 128
 MAX_SIGNATURES = 32
 
 
-def key_id(public_key: bytes) -> bytes:
+def key_id_bytes(public_key: bytes) -> bytes:
     """The key id of a raw Ed25519 public key: its sha256."""
     return hashlib.sha256(public_key).digest()
 
@@ -101,7 +101,7 @@ class Envelope:
 
     def sign(self, key: nacl.signing.SigningKey) -> Envelope:
         """A copy with one more signature by ``key`` (signing twice is the caller's mistake)."""
-        kid = key_id(bytes(key.verify_key))
+        kid = key_id_bytes(bytes(key.verify_key))
         sig = key.sign(self.signed_bytes()).signature
         return replace(self, signatures=(*self.signatures, Signature(kid, sig)))
 

@@ -16,7 +16,7 @@ import nacl.public
 import nacl.signing
 
 from edge.errors import ConfigError
-from edge.watchlist.envelope import key_id
+from edge.watchlist.envelope import key_id_bytes
 
 SIGNER = "ed25519-signer"
 DEVICE = "x25519-device"
@@ -29,13 +29,13 @@ class PublicKeyFile:
     public_key: bytes
 
     @property
-    def key_id(self) -> str:
-        return key_id(self.public_key).hex()
+    def key_id_hex(self) -> str:
+        return key_id_bytes(self.public_key).hex()
 
     def to_json(self) -> dict[str, str]:
         out = {"kind": self.kind, "name": self.name, "public_key": self.public_key.hex()}
         if self.kind == SIGNER:
-            out["key_id"] = self.key_id
+            out["key_id"] = self.key_id_hex
         return out
 
 

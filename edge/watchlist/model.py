@@ -1,4 +1,4 @@
-"""Which embedding model a bundle is for, read from the models manifest.
+"""Which embedding model a bundle is for, and its floor, read from the models manifest.
 
 A bundle names the embedder family and the sha256 of its float32 reference
 file: the int8 and Edge TPU variants are derived from it and checked against
@@ -7,6 +7,8 @@ it by the model tests, so one reference covers every backend of one model.
 
 from __future__ import annotations
 
+from edge.accountability.governance import model_card, threshold_floor
+from edge.errors import ModelError
 from edge.perception.manifest import Manifest
 from edge.watchlist.bundle import ModelRef
 
@@ -18,11 +20,17 @@ def embedder_ref(manifest: Manifest) -> ModelRef:
     return ModelRef(entry.family, entry.sha256, int(entry.outputs[0].shape[-1]))
 
 
-def threshold_floor(manifest: Manifest) -> float:
+def embedder_floor(manifest: Manifest) -> float:
     """The measured model card's floor: no bundle or config may match below it.
 
     There is deliberately no default: without a card the device refuses to run.
     """
-    from edge.accountability.governance import load_threshold_floor
+    return threshold_floor(manifest, EMBEDDER_FAMILY)
 
-    return load_threshold_floor(manifest.models_dir, EMBEDDER_FAMILY)
+
+def reliable_width(manifest: Manifest) -> int:
+    """The card's smallest face width (px) at which recognition holds up (``make eval``)."""
+    width = model_card(manifest, EMBEDDER_FAMILY).get("reliable_width_px")
+    if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
+        raise ModelError(f"model card '{EMBEDDER_FAMILY}' has no reliable_width_px; run `make eval`")
+    return width

@@ -9,7 +9,7 @@ Layout of the state directory::
 new bundle file is durable, and the old file is removed only after the switch.
 A crash at any point therefore leaves either the old or the new pair, and the
 recorded version always belongs to the file it names. Verification itself is
-pure (``verify.verify_bundle``); this class only stages, swaps and reads.
+pure (``VerificationContext.verify_bundle``); this class only stages, swaps and reads.
 """
 
 from __future__ import annotations
@@ -22,21 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import nacl.public
-
 from edge.errors import MalformedError, StateError
 from edge.fsutil import atomic_write, fsync_dir, write_all
 from edge.watchlist import canonical
-from edge.watchlist.bundle import (
-    DEFAULT_LIMITS,
-    DeviceIdentity,
-    Limits,
-    ModelRef,
-    StateRecord,
-    VerifiedBundle,
-)
+from edge.watchlist.bundle import StateRecord, VerifiedBundle
+from edge.watchlist.context import VerificationContext
 from edge.watchlist.trust import TrustRoot, rotate
-from edge.watchlist.verify import verify_bundle
 
 STATE_FILE = "state.json"
 
@@ -92,47 +83,18 @@ class BundleStore:
             raise StateError(f"active bundle {path} does not match its recorded hash")
         return data
 
-    def load_active(
-        self,
-        trust: TrustRoot,
-        device: DeviceIdentity,
-        now: datetime,
-        *,
-        expected_model: ModelRef,
-        threshold_floor: float,
-        device_key: nacl.public.PrivateKey,
-        limits: Limits = DEFAULT_LIMITS,
-    ) -> VerifiedBundle | None:
+    def load_active(self, ctx: VerificationContext, now: datetime) -> VerifiedBundle | None:
         """Re-verify the active bundle at start-up (trust or model may have changed)."""
         data = self.active_bytes()
         if data is None:
             return None
-        return verify_bundle(
-            data, trust, device, now, expected_model=expected_model,
-            threshold_floor=threshold_floor, last=self.state(), device_key=device_key,
-            limits=limits,
-        )
+        return ctx.verify_bundle(data, now, self.state())
 
-    def install(
-        self,
-        data: bytes,
-        trust: TrustRoot,
-        device: DeviceIdentity,
-        now: datetime,
-        *,
-        expected_model: ModelRef,
-        threshold_floor: float,
-        device_key: nacl.public.PrivateKey,
-        limits: Limits = DEFAULT_LIMITS,
-    ) -> VerifiedBundle:
+    def install(self, data: bytes, ctx: VerificationContext, now: datetime) -> VerifiedBundle:
         """Verify ``data`` against the recorded state and make it the active bundle."""
         self.dir.mkdir(parents=True, exist_ok=True)
         before = self.installed()
-        verified = verify_bundle(
-            data, trust, device, now, expected_model=expected_model,
-            threshold_floor=threshold_floor, last=before.record if before else None,
-            device_key=device_key, limits=limits,
-        )
+        verified = ctx.verify_bundle(data, now, before.record if before else None)
         if before and verified.content_sha256 == before.record.content_sha256:
             if before.file == PURGED:
                 raise StateError(f"bundle {before.record.bundle_id} v{before.record.version} was purged "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from edge.errors import MalformedError, RollbackError, SignedDocumentError, TrustError
 from edge.watchlist import canonical
@@ -20,7 +19,7 @@ from edge.watchlist.envelope import (
     TRUST_TYPE,
     Envelope,
     decode,
-    key_id,
+    key_id_bytes,
     verify_threshold,
 )
 
@@ -52,26 +51,6 @@ class TrustRoot:
         )
 
 
-def trust_document(
-    version: int,
-    keys: Mapping[str, bytes],
-    roles: Mapping[str, tuple[list[str], int]],
-    issued_at: datetime,
-) -> Envelope:
-    """An unsigned trust envelope. ``keys``: name -> public key; roles name keys by name."""
-    ids = {name: key_id(pk) for name, pk in keys.items()}
-    header = {
-        "version": version,
-        "issued_at": canonical.format_time(issued_at),
-        "keys": {ids[n].hex(): {"name": n, "public_key": pk.hex()} for n, pk in keys.items()},
-        "roles": {
-            role: {"keyids": sorted(ids[n].hex() for n in names), "threshold": threshold}
-            for role, (names, threshold) in roles.items()
-        },
-    }
-    return Envelope(TRUST_TYPE, canonical.dumps(header), b"")
-
-
 def _hex(text: str, n: int, what: str) -> bytes:
     try:
         raw = bytes.fromhex(text)
@@ -101,7 +80,7 @@ def parse_structure(data: bytes) -> TrustRoot:
         kid = _hex(kid_hex, 32, "key id")
         kf = canonical.Fields(entry, f"key {kid_hex[:16]}", TrustError)
         pk = _hex(kf.text("public_key"), 32, "public key")
-        if key_id(pk) != kid:
+        if key_id_bytes(pk) != kid:
             raise TrustError(f"key id {kid_hex[:16]}... is not the sha256 of its public key")
         keys[kid] = pk
         names[kid] = kf.text("name", max_len=128)

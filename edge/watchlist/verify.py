@@ -19,6 +19,7 @@ import nacl.public
 import nacl.secret
 import numpy as np
 
+from edge.accountability.governance import check_threshold
 from edge.errors import (
     CategoryError,
     ClockUntrustedError,
@@ -32,7 +33,6 @@ from edge.errors import (
     ReplayError,
     RollbackError,
     SignedDocumentError,
-    ThresholdFloorError,
     WrongDeviceError,
     WrongFleetError,
     WrongModelError,
@@ -156,10 +156,7 @@ def _check_claims(
             f"bundle built for model {h.model.id} {h.model.sha256[:12]} ({h.model.dim}-D), device runs "
             f"{expected_model.id} {expected_model.sha256[:12]} ({expected_model.dim}-D)"
         )
-    if h.threshold < threshold_floor:
-        raise ThresholdFloorError(
-            f"threshold {h.threshold} is below the model's floor {threshold_floor}"
-        )
+    check_threshold(h.threshold, threshold_floor, f"bundle {h.bundle_id} v{h.version}")
 
 
 def _entry(obj: Any, i: int, per_entry: int) -> Entry:

@@ -23,16 +23,11 @@ with atheris.instrument_imports():
     import nacl.signing
     import numpy as np
 
+    from edge.authority.build import EntrySpec, build_bundle, normalise, trust_document
     from edge.errors import SignedDocumentError
-    from edge.watchlist.bundle import (
-        DeviceIdentity,
-        EntrySpec,
-        ModelRef,
-        build_bundle,
-        normalise,
-    )
+    from edge.watchlist.bundle import DeviceIdentity, ModelRef
     from edge.watchlist.envelope import BUNDLE_TYPE, Envelope
-    from edge.watchlist.trust import load_pinned, trust_document
+    from edge.watchlist.trust import load_pinned
     from edge.watchlist.verify import verify_bundle
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -106,7 +106,7 @@ def check_accelerator(models: ModelsConfig) -> Check:
     from edge.perception.runtime import default_delegate_loader, open_model
     from edge.watchlist.model import EMBEDDER_FAMILY
 
-    # The same choice as edge.wiring.build_device: no delegate when the config says so.
+    # The same choice as edge.runtime.wiring.build_device: no delegate when the config says so.
     loader = default_delegate_loader if models.edgetpu else _tpu_disabled
     parts: list[str] = []
     backends: set[str] = set()
@@ -182,33 +182,27 @@ def check_trust(trust_file: Path) -> Check:
 def check_bundle(cfg: Config, now: datetime) -> Check:
     """The active bundle (or else trust.bundle_file) verifies for this device, now.
 
-    Mirrors ``edge.watch.Watchlist.load`` without installing anything.
+    Mirrors ``edge.runtime.active.ActiveWatchlist.load`` without installing anything.
     """
+    from edge.accountability.governance import check_threshold
     from edge.perception.manifest import load_manifest
-    from edge.watchlist.bundle import DeviceIdentity
-    from edge.watchlist.keys import load_device_key
-    from edge.watchlist.model import embedder_ref, threshold_floor
+    from edge.runtime.active import device_context
     from edge.watchlist.state import BundleStore
-    from edge.watchlist.trust import parse_trust
-    from edge.watchlist.verify import verify_bundle
 
     fix = (f"publish a bundle signed for {cfg.device.id} on {cfg.topic_prefix}/bundle "
            "(`edge bundle build|sign`), or set trust.bundle_file")
     where = "bundle"
     try:
-        trust = parse_trust(cfg.trust.trust_file.read_bytes())
+        ctx = device_context(cfg, load_manifest(cfg.models.dir))
+        if cfg.matching.threshold is not None:
+            check_threshold(cfg.matching.threshold, ctx.threshold_floor, "config matching.threshold")
         store = BundleStore(cfg.state.dir / "bundle")
         data, where, last = store.active_bytes(), "active bundle", store.state()
         if data is None and cfg.trust.bundle_file is not None:
             data, where, last = cfg.trust.bundle_file.read_bytes(), str(cfg.trust.bundle_file), None
         if data is None:
             return failed("bundle", f"no bundle installed in {store.dir}", fix)
-        manifest = load_manifest(cfg.models.dir)
-        b = verify_bundle(
-            data, trust, DeviceIdentity(cfg.device.id, cfg.device.fleet_id), now,
-            expected_model=embedder_ref(manifest), threshold_floor=threshold_floor(manifest),
-            last=last, device_key=load_device_key(cfg.trust.device_key),
-        )
+        b = ctx.verify_bundle(data, now, last)
     except OSError as e:
         return failed("bundle", f"cannot read {e.filename}: {e.strerror}", fix)
     except EdgeError as e:
@@ -223,14 +217,14 @@ def check_bundle(cfg: Config, now: datetime) -> Check:
 
 
 def check_order(cfg: Config, now: datetime) -> Check:
-    from edge.watchlist.order import verify_order
-    from edge.watchlist.trust import parse_trust
+    from edge.perception.manifest import load_manifest
+    from edge.runtime.active import device_context
 
     fix = ("install a deployment order signed for this device and camera at trust.order_file; "
            "outside a valid order the device detects nothing")
     try:
-        trust = parse_trust(cfg.trust.trust_file.read_bytes())
-        order = verify_order(cfg.trust.order_file.read_bytes(), trust, cfg.device.fleet_id)
+        ctx = device_context(cfg, load_manifest(cfg.models.dir))
+        order = ctx.verify_order(cfg.trust.order_file.read_bytes())
     except OSError as e:
         return failed("order", f"cannot read {e.filename}: {e.strerror}", fix)
     except EdgeError as e:

@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge.accountability.governance import check_threshold
 from edge.errors import ConfigError, EnrolmentError
 from edge.watchlist import canonical, keys
 from edge.watchlist.bundle import Caps, DeviceIdentity
+from edge.watchlist.context import VerificationContext
 from edge.watchlist.envelope import MAGIC, ORDER_TYPE, Envelope, decode
 
 BIG = 1 << 30
@@ -75,7 +77,7 @@ def _role_spec(text: str) -> tuple[str, list[str], int]:
 
 
 def _trust_doc(args: argparse.Namespace, version: int) -> Envelope:
-    from edge.watchlist.trust import trust_document
+    from edge.authority.build import trust_document
 
     pubs = [keys.load_public(p, keys.SIGNER) for p in args.key]
     roles = {r: (names, t) for r, names, t in map(_role_spec, args.role)}
@@ -139,21 +141,20 @@ def _recipients(specs: list[str]) -> dict[str, bytes]:
 
 
 def _bundle_build(args: argparse.Namespace) -> int:
+    from edge.authority.build import build_bundle
+    from edge.authority.enrol import build_entries, read_rows
     from edge.fsutil import atomic_write
     from edge.perception.analyzer import FaceAnalyzer
     from edge.perception.manifest import load_manifest
-    from edge.watchlist.bundle import build_bundle
-    from edge.watchlist.enrol import build_entries, read_rows
-    from edge.watchlist.model import embedder_ref, threshold_floor
+    from edge.watchlist.model import embedder_floor, embedder_ref, reliable_width
 
     now = _now(args)
     manifest = load_manifest(args.models_dir)
-    floor = threshold_floor(manifest)
-    if args.threshold < floor:
-        raise ConfigError("--threshold", f"{args.threshold} is below the model floor {floor}")
+    check_threshold(args.threshold, embedder_floor(manifest), "--threshold")
     rows = read_rows(args.csv, now)
     analyzer = FaceAnalyzer.from_models_dir(args.models_dir)
-    entries, rejected = build_entries(rows, args.images, analyzer, args.min_quality)
+    entries, rejected = build_entries(rows, args.images, analyzer, args.min_quality,
+                                      reliable_width(manifest))
     for r in rejected:
         print(f"rejected {r.image} ({r.subject_ref}): {r.reason}", file=sys.stderr)
     if rejected and not args.skip_rejected:
@@ -182,20 +183,13 @@ def _bundle_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device_context(args: argparse.Namespace) -> dict[str, Any]:
+def _device_context(args: argparse.Namespace) -> VerificationContext:
     from edge.perception.manifest import load_manifest
-    from edge.watchlist.model import embedder_ref, threshold_floor
-    from edge.watchlist.trust import load_pinned
+    from edge.watchlist.context import load_context
 
-    manifest = load_manifest(args.models_dir)
-    return {
-        "trust": load_pinned(args.trust.read_bytes()),
-        "device": DeviceIdentity(args.device_id, args.fleet),
-        "now": _now(args),
-        "expected_model": embedder_ref(manifest),
-        "threshold_floor": threshold_floor(manifest),
-        "device_key": keys.load_device_key(args.device_key),
-    }
+    return load_context(trust_file=args.trust, device_key=args.device_key,
+                        identity=DeviceIdentity(args.device_id, args.fleet),
+                        manifest=load_manifest(args.models_dir))
 
 
 def _summary(vb: Any) -> dict[str, object]:
@@ -208,12 +202,10 @@ def _summary(vb: Any) -> dict[str, object]:
 
 def _bundle_verify(args: argparse.Namespace) -> int:
     from edge.watchlist.state import BundleStore
-    from edge.watchlist.verify import verify_bundle
 
-    ctx = _device_context(args)
+    now = _now(args)
     last = BundleStore(args.state_dir).state() if args.state_dir else None
-    trust, device, now = ctx.pop("trust"), ctx.pop("device"), ctx.pop("now")
-    vb = verify_bundle(args.file.read_bytes(), trust, device, now, last=last, **ctx)
+    vb = _device_context(args).verify_bundle(args.file.read_bytes(), now, last)
     _print(_summary(vb) | {"expired_entries": vb.expired_entries(now)})
     return 0
 
@@ -221,9 +213,7 @@ def _bundle_verify(args: argparse.Namespace) -> int:
 def _bundle_install(args: argparse.Namespace) -> int:
     from edge.watchlist.state import BundleStore
 
-    ctx = _device_context(args)
-    trust, device, now = ctx.pop("trust"), ctx.pop("device"), ctx.pop("now")
-    vb = BundleStore(args.state_dir).install(args.file.read_bytes(), trust, device, now, **ctx)
+    vb = BundleStore(args.state_dir).install(args.file.read_bytes(), _device_context(args), _now(args))
     _print(_summary(vb) | {"installed": True})
     return 0
 

@@ -20,17 +20,14 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from edge import __version__
-from edge.accountability.governance import check_threshold
 from edge.accountability.ledger import Ledger
-from edge.alert import Provenance
 from edge.audit import records as audit_records
 from edge.audit.log import AuditLog
 from edge.config import Config
-from edge.decision import TrackDecider
+from edge.delivery.alert import Provenance
 from edge.delivery.mqtt import LinkConfig, MessageHandler, MqttLink
 from edge.delivery.outbox import Outbox
 from edge.errors import EdgeError
-from edge.motion import MotionGate
 from edge.perception.align import TemplateAligner
 from edge.perception.detector import BlazeFaceDetector, DetectorConfig
 from edge.perception.embedder import DlibEmbedder
@@ -38,14 +35,16 @@ from edge.perception.manifest import load_manifest
 from edge.perception.quality import face_quality
 from edge.perception.runtime import DelegateLoader, default_delegate_loader
 from edge.perception.tiling import TiledDetector, TilingConfig
-from edge.recognizer import Recognizer, RecognizerParts
+from edge.pipeline.decision import TrackDecider
+from edge.pipeline.motion import MotionGate
+from edge.pipeline.recognizer import Recognizer, RecognizerParts
+from edge.pipeline.track import FaceSelector, IoUTracker
+from edge.runtime.active import ActiveWatchlist, device_context
+from edge.runtime.active import from_config as active_from_config
 from edge.sources import open_source
 from edge.sources.base import ThreadedCapture
-from edge.track import FaceSelector, IoUTracker
-from edge.watch import Watchlist
 from edge.watchlist.bundle import ModelRef
 from edge.watchlist.keys import load_signer
-from edge.watchlist.model import embedder_ref, threshold_floor
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class Device:
     capture: ThreadedCapture
     outbox: Outbox
     link: MqttLink
-    watch: Watchlist
+    watch: ActiveWatchlist
     audit: AuditLog
     backend: str
     detector_id: str
@@ -81,10 +80,9 @@ class Device:
         if active is None:
             raise EdgeError("no active bundle")  # the gate makes this unreachable
         h = active.bundle.header
-        threshold = max(h.threshold, self.cfg.matching.threshold or h.threshold)
         d = self.cfg.device
         return Provenance(d.id, d.camera_id, d.site, h.bundle_id, h.version, self.model.id,
-                          self.model.sha256, self.detector_id, self.backend, threshold)
+                          self.model.sha256, self.detector_id, self.backend, active.matcher.threshold)
 
     def recognition_allowed(self, now: datetime) -> tuple[bool, str]:
         return self.watch.allowed(now)
@@ -96,7 +94,7 @@ class Device:
         except EdgeError as e:
             audit_records.bundle_refused(self.audit, now, sha256=sha, reason=type(e).__name__)
             raise
-        self.recognizer.set_matcher(act.matcher, self.cfg.matching.threshold)
+        self.recognizer.set_matcher(act.matcher)
         self._audit_bundle(now, "pushed")
         self.ledger.set_watchlist_size(len(act.matcher))
 
@@ -162,7 +160,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:100] or "unnamed"
 
 
-def _audit_order(audit: AuditLog, watch: Watchlist, now: datetime) -> None:
+def _audit_order(audit: AuditLog, watch: ActiveWatchlist, now: datetime) -> None:
     o = watch.order
     if o is None:
         audit_records.order_refused(audit, now, reason=(watch.order_error or "missing")[:250])
@@ -193,12 +191,8 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     embedder = DlibEmbedder.from_models_dir(
         manifest.models_dir, variant=_variant(mc.embedder_variant), delegate_loader=loader,
         num_threads=mc.threads)
-    model = embedder_ref(manifest)
-    floor = threshold_floor(manifest)
-    if cfg.matching.threshold is not None:
-        check_threshold(cfg.matching.threshold, floor, "config matching.threshold")
-
-    watch = Watchlist(cfg.device, cfg.trust, state_dir, model, floor)
+    ctx = device_context(cfg, manifest)
+    watch = active_from_config(cfg, ctx)  # refuses a config threshold below the floor
     watch.load(now)
     _audit_order(audit, watch, now)
     ledger = Ledger(state_dir, audit, cfg.device.id, watch.order)
@@ -230,7 +224,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     )
     recognizer = Recognizer(parts)
     if watch.active is not None:
-        recognizer.set_matcher(watch.active.matcher, cfg.matching.threshold)
+        recognizer.set_matcher(watch.active.matcher)
 
     outbox = Outbox(state_dir / "outbox.sqlite3", cfg.outbox.max_events, cfg.outbox.max_bytes)
     b = cfg.broker
@@ -242,7 +236,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         outbox, on_message=on_message, on_ack=on_ack)
     dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,
                  backend=f"detector:{detector.backend}/embedder:{embedder.backend}",
-                 detector_id=detector.model_id, embedder_id=embedder.model_id, model=model,
+                 detector_id=detector.model_id, embedder_id=embedder.model_id, model=ctx.model,
                  clock=clock, ledger=ledger, signing_key=signing_key)
     dev._audit_bundle(now, "start")
     return dev

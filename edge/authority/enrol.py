@@ -24,11 +24,12 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.authority.build import EntrySpec, normalise
 from edge.errors import EnrolmentError, ImageError, SignedDocumentError
 from edge.perception.pick import main_index, rival_index
 from edge.perception.types import Face, RGBImage
 from edge.watchlist import canonical
-from edge.watchlist.bundle import CATEGORIES, EntrySpec, normalise
+from edge.watchlist.bundle import CATEGORIES
 
 REQUIRED = ("image", "subject_ref", "category", "authority_ref", "image_source", "image_date",
             "expires_at")

@@ -23,6 +23,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.config}: OK")
         return 0
     logging.getLogger().setLevel(logging.INFO)
-    from edge.runner import Runner  # models and threads only when we really run
+    from edge.runtime.runner import Runner  # models and threads only when we really run
 
     return Runner(cfg).run()

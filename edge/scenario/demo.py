@@ -31,6 +31,7 @@ from pathlib import Path
 
 from edge.cli import main as edge_main
 from edge.errors import EdgeError
+from edge.formats import iso_utc
 from edge.scenario.render import watchlisted_passes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,10 +109,6 @@ def _tool(*argv: str) -> None:
         raise EdgeError(f"`edge {' '.join(argv)}` failed ({rc})")
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo",
             camera_id: str = "cam-1", site: str = "Demo Boulevard, north end",
             scenario: Sequence[str] = (), realtime: bool = True, threshold: float = 0.94,
@@ -146,7 +143,7 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         rows.append({"image": photo, "subject_ref": subject, "category": category,
                      "authority_ref": authority, "offence_code": "",
                      "image_source": "custody-record" if category == "wanted" else "family",
-                     "image_date": "2024-01-01", "expires_at": _iso(now + timedelta(days=30))})
+                     "image_date": "2024-01-01", "expires_at": iso_utc(now + timedelta(days=30), "seconds")})
     with (central / "entries.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -155,15 +152,16 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
     _tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
           "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
           str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
-          "--valid-days", "7", "--out", str(bundle), "--now", _iso(now - timedelta(minutes=5)))
+          "--valid-days", "7", "--out", str(bundle), "--now", iso_utc(now - timedelta(minutes=5), "seconds"))
     _tool("bundle", "sign", "--key", str(signer), str(bundle))
 
     order_doc = {
         "order_id": "ORD-DEMO-1", "issuer": "Demo Authority",
-        "issued_at": _iso(now - timedelta(minutes=5)), "fleet_id": "demo-fleet",
+        "issued_at": iso_utc(now - timedelta(minutes=5), "seconds"), "fleet_id": "demo-fleet",
         "device_id": device_id, "camera_ids": [camera_id], "site": site,
         "purpose": "Locate people on the signed watchlist (demonstration)",
-        "valid_from": _iso(now + order_window[0]), "valid_until": _iso(now + order_window[1]),
+        "valid_from": iso_utc(now + order_window[0], "seconds"),
+        "valid_until": iso_utc(now + order_window[1], "seconds"),
         "authorising_ref": "AUTH-DEMO-1", "dpia_ref": "DPIA-DEMO-1",
         "equality_impact_ref": "EIA-DEMO-1", "rights_impact_ref": "HRIA-DEMO-1",
         "public_notice_ref": "NOTICE-DEMO-1", "retention_days": 31,
@@ -185,7 +183,7 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
 
     state = work / "state"
     config = work / "edge.toml"
-    config.write_text(f"""# written by edge.demo
+    config.write_text(f"""# written by edge.scenario.demo
 [device]
 id = "{device_id}"
 camera_id = "{camera_id}"
@@ -217,7 +215,7 @@ tls = false
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="edge.demo", description=__doc__)
+    ap = argparse.ArgumentParser(prog="edge.scenario.demo", description=__doc__)
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "run")
     ap.add_argument("--testdata", type=Path,
                     default=Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata")))

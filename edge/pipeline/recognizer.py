@@ -10,7 +10,6 @@ only until the track ends.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,13 +17,12 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.decision import Decision, TrackDecider
-from edge.matcher import Matcher
-from edge.motion import MotionGate, MotionMap
 from edge.perception.tiling import Tile
-from edge.perception.types import Aligner, Detection, Embedder, FloatArray, RGBImage
-from edge.sources.base import Frame
-from edge.track import FaceSelector, IoUTracker
+from edge.perception.types import Aligner, Detection, Embedder, FloatArray, Frame, RGBImage
+from edge.pipeline.decision import Decision, TrackDecider
+from edge.pipeline.matcher import Matcher
+from edge.pipeline.motion import MotionGate, MotionMap
+from edge.pipeline.track import FaceSelector, IoUTracker
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +106,11 @@ class Recognizer:
         self.counters = parts.counters
         self._motion: MotionGate | None = None
         self._matcher: Matcher | None = None
-        self._threshold: float | None = None
-        self._lock = threading.Lock()
 
-    def set_matcher(self, matcher: Matcher | None, threshold: float | None = None) -> None:
-        """Swap the watchlist (from any thread); ``threshold`` may only raise the bundle's."""
-        with self._lock:
-            self._matcher = matcher
-            self._threshold = threshold
+    def set_matcher(self, matcher: Matcher | None) -> None:
+        """Swap the watchlist. One reference assignment: ``process`` reads it once per
+        frame, so a swap from another thread takes effect at the next frame."""
+        self._matcher = matcher
 
     @property
     def matcher(self) -> Matcher | None:
@@ -134,8 +129,7 @@ class Recognizer:
     def process(self, frame: Frame) -> list[Decision[Evidence]]:
         c = self.counters
         c.frames += 1
-        with self._lock:
-            matcher, floor = self._matcher, self._threshold
+        matcher = self._matcher
         active: Callable[[Tile], bool] | None = None
         if self.p.motion_factory is not None:
             if self._motion is None:
@@ -169,19 +163,19 @@ class Recognizer:
         if todo and matcher is not None:
             embeddings = self.p.embedder.embed(np.stack([t[3] for t in todo]))
             c.embeddings += len(todo)
-            decisions = self._match(frame, todo, embeddings, matcher, floor)
+            decisions = self._match(frame, todo, embeddings, matcher)
         for t in update.ended:
             self._end_track(t.track_id)
         return decisions
 
     def _match(self, frame: Frame, todo: Sequence[tuple[int, Detection, float, RGBImage]],
-               embeddings: FloatArray, matcher: Matcher, floor: float | None) -> list[Decision[Evidence]]:
+               embeddings: FloatArray, matcher: Matcher) -> list[Decision[Evidence]]:
         out: list[Decision[Evidence]] = []
         for (track_id, det, q, _chip), result in zip(todo, matcher.match_many(embeddings), strict=True):
             subject: str | None = None
             evidence: Evidence | None = None
             score = 0.0
-            if result is not None and result.matched and (floor is None or result.score >= floor):
+            if result is not None and result.matched:  # score >= the matcher's effective threshold
                 subject, score = result.entry.subject_ref, result.score
                 self.counters.matches += 1
                 evidence = Evidence(frame.captured_at, det.box, q, det.score, result.margin,

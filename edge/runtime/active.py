@@ -1,9 +1,10 @@
 """The device's watchlist and deployment order as the running firmware holds them.
 
-Verification is pure (``edge.watchlist``); this class adds the few side effects
-around it: reading the trust, key and order files at start, installing pushed
-bundles through the store, and answering "may recognition run now, and why not".
-A refused bundle never replaces the active one.
+Verification is pure (``edge.watchlist``, through one ``VerificationContext``);
+this class adds the few side effects around it: reading the order and the
+provisioned bundle at start, installing pushed bundles through the store, building
+the matcher (which fixes the effective threshold), and answering "may recognition
+run now, and why not". A refused bundle never replaces the active one.
 """
 
 from __future__ import annotations
@@ -14,67 +15,73 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import nacl.public
-
-from edge.alert import iso_utc
-from edge.config import DeviceConfig, TrustConfig
+from edge.accountability.governance import check_threshold
+from edge.config import Config
 from edge.errors import SignedDocumentError, StateError
-from edge.matcher import Matcher
-from edge.watchlist.bundle import DeviceIdentity, ModelRef, VerifiedBundle
-from edge.watchlist.keys import load_device_key
-from edge.watchlist.order import DeploymentOrder, verify_order
+from edge.formats import iso_utc
+from edge.perception.manifest import Manifest
+from edge.pipeline.matcher import Matcher
+from edge.watchlist.bundle import DeviceIdentity, VerifiedBundle
+from edge.watchlist.context import VerificationContext, load_context, read_file
+from edge.watchlist.order import DeploymentOrder
 from edge.watchlist.state import BundleStore, purge_bundle
-from edge.watchlist.trust import TrustRoot, load_pinned
 
 log = logging.getLogger(__name__)
 
 
-def _read(path: Path, what: str, fix: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise StateError(f"cannot read the {what} {path}: {e.strerror}; {fix}") from e
+def device_context(cfg: Config, manifest: Manifest) -> VerificationContext:
+    """The device's verification context: what ``edge run`` and ``edge selftest`` verify with."""
+    return load_context(trust_file=cfg.trust.trust_file, device_key=cfg.trust.device_key,
+                        identity=DeviceIdentity(cfg.device.id, cfg.device.fleet_id),
+                        manifest=manifest)
+
+
+def from_config(cfg: Config, ctx: VerificationContext) -> ActiveWatchlist:
+    t = cfg.trust
+    return ActiveWatchlist(ctx, cfg.device.camera_id, cfg.state.dir, t.order_file, t.bundle_file,
+                           cfg.matching.threshold)
 
 
 @dataclass(frozen=True)
 class Activation:
     bundle: VerifiedBundle
-    matcher: Matcher
+    matcher: Matcher  # carries the effective threshold (bundle's, raised by the config's)
 
 
-class Watchlist:
-    def __init__(self, device: DeviceConfig, trust_cfg: TrustConfig, state_dir: Path,
-                 model: ModelRef, threshold_floor: float) -> None:
-        self.identity = DeviceIdentity(device.id, device.fleet_id)
-        self.camera_id = device.camera_id
-        self.trust_cfg = trust_cfg
-        self.model = model
-        self.floor = threshold_floor
+class ActiveWatchlist:
+    def __init__(self, ctx: VerificationContext, camera_id: str, state_dir: Path,
+                 order_file: Path, bundle_file: Path | None = None,
+                 threshold: float | None = None) -> None:
+        """``threshold``: the config's ``matching.threshold`` (may only raise a bundle's)."""
+        if threshold is not None:
+            check_threshold(threshold, ctx.threshold_floor, "config matching.threshold")
+        self.ctx = ctx
+        self.camera_id = camera_id
+        self.order_file = order_file
+        self.bundle_file = bundle_file
+        self.raise_to = threshold
         self.store = BundleStore(state_dir / "bundle")
-        self.trust: TrustRoot = load_pinned(
-            _read(trust_cfg.trust_file, "trust file", "provision it with `edge trust init`"))
-        self._key: nacl.public.PrivateKey = load_device_key(trust_cfg.device_key)
         self.active: Activation | None = None
         self.order: DeploymentOrder | None = None
         self.order_error: str | None = None
         self.bundle_error: str | None = None
         self.file_deleted = False
 
+    def _activate(self, verified: VerifiedBundle, now: datetime) -> Activation:
+        self.active = Activation(verified, Matcher.from_bundle(verified, now, self.raise_to))
+        return self.active
+
     # --- start-up --------------------------------------------------------------------
 
     def load(self, now: datetime) -> None:
         """Re-verify the active bundle (or install the provisioned one) and read the order."""
         try:
-            verified = self.store.load_active(
-                self.trust, self.identity, now, expected_model=self.model,
-                threshold_floor=self.floor, device_key=self._key)
-            if verified is None and self.trust_cfg.bundle_file is not None:
-                data = _read(self.trust_cfg.bundle_file, "bundle", "fix trust.bundle_file")
-                verified = self.store.install(
-                    data, self.trust, self.identity, now, expected_model=self.model,
-                    threshold_floor=self.floor, device_key=self._key)
+            verified = self.store.load_active(self.ctx, now)
+            if verified is None and self.bundle_file is not None:
+                data = read_file(self.bundle_file, "bundle", "fix trust.bundle_file")
+                verified = self.store.install(data, self.ctx, now)
             if verified is not None:
-                self.active = Activation(verified, Matcher.from_bundle(verified, now))
+                self._activate(verified, now)
         except (SignedDocumentError, StateError) as e:
             self.bundle_error = f"{type(e).__name__}: {e}"
             log.error("no usable watchlist bundle: %s", self.bundle_error)
@@ -82,8 +89,8 @@ class Watchlist:
 
     def reload_order(self) -> None:
         try:
-            data = _read(self.trust_cfg.order_file, "deployment order", "install a signed order")
-            self.order = verify_order(data, self.trust, self.identity.fleet_id)
+            data = read_file(self.order_file, "deployment order", "install a signed order")
+            self.order = self.ctx.verify_order(data)
             self.order_error = None
         except (SignedDocumentError, StateError) as e:
             self.order, self.order_error = None, f"{type(e).__name__}: {e}"
@@ -93,12 +100,9 @@ class Watchlist:
 
     def install(self, data: bytes, now: datetime) -> Activation:
         """Verify and activate a pushed bundle; on any error the active one stays."""
-        verified = self.store.install(
-            data, self.trust, self.identity, now, expected_model=self.model,
-            threshold_floor=self.floor, device_key=self._key)
-        self.active = Activation(verified, Matcher.from_bundle(verified, now))
+        verified = self.store.install(data, self.ctx, now)
         self.bundle_error = None
-        return self.active
+        return self._activate(verified, now)
 
     def purge_if_ended(self, now: datetime) -> Activation | None:
         """At the end of the order window drop the templates and delete the bundle file.
@@ -117,7 +121,7 @@ class Watchlist:
     def allowed(self, now: datetime) -> tuple[bool, str]:
         if self.order is None:
             return False, f"no valid deployment order ({self.order_error})"
-        status = self.order.check(now, self.identity.device_id, self.camera_id)
+        status = self.order.check(now, self.ctx.identity.device_id, self.camera_id)
         if not status.active:
             return False, f"outside the deployment order's window: {status.reason}"
         if self.active is None:
@@ -134,7 +138,7 @@ class Watchlist:
             return None
         h = self.active.bundle.header
         return {"id": h.bundle_id, "version": h.version, "expires_at": iso_utc(h.expires_at),
-                "entries": len(self.active.matcher), "threshold": h.threshold}
+                "entries": len(self.active.matcher), "threshold": self.active.matcher.threshold}
 
     def order_status(self) -> dict[str, Any] | None:
         if self.order is None:

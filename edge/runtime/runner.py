@@ -9,7 +9,6 @@ Restarting a dead process is systemd's job; this loop only stops pinging.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import queue
@@ -22,14 +21,15 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from edge.alert import MatchFacts, alert_bytes, build_alert, encode_crop, iso_utc, uuid7
 from edge.config import Config
-from edge.decision import Decision
+from edge.delivery.alert import MatchFacts, alert_bytes, build_alert, encode_crop, uuid7
 from edge.errors import CameraError, EdgeError, OutboxFullError, SignedDocumentError
-from edge.recognizer import Evidence
-from edge.service import Notifier
-from edge.sources.base import Frame, ThreadedCapture
-from edge.wiring import Device, build_device
+from edge.formats import canonical_json, iso_utc
+from edge.perception.types import Frame
+from edge.pipeline.decision import Decision
+from edge.pipeline.recognizer import Evidence
+from edge.runtime.notify import Notifier
+from edge.runtime.wiring import Device, build_device
 
 log = logging.getLogger(__name__)
 
@@ -238,27 +238,25 @@ class Runner:
             captured_at=ev.captured_at, subject_ref=decision.subject, category=ev.category,
             score=decision.best.score, margin=ev.margin, track_id=decision.track_id, box=ev.box,
             quality=ev.quality, detection_score=ev.detection_score,
-            track_first_seen=ev.captured_at, hits=decision.hits, embeddings=decision.window)
-        crop = None
+            best_seen_at=ev.captured_at, hits=decision.hits, window=decision.window)
+        jpeg = None
         if self.cfg.alerts.include_crop:
             h, w = ev.crop_source.shape[:2]
-            crop = encode_crop(ev.crop_source, (0.0, 0.0, float(w), float(h)), self.cfg.alerts.crop_quality)
+            jpeg = encode_crop(ev.crop_source, (0.0, 0.0, float(w), float(h)), self.cfg.alerts.crop_quality)
         prov = dev.provenance()
         event_id = uuid7(self.clock())
 
         def payload(seq: int) -> bytes:
-            return alert_bytes(build_alert(prov, facts, seq, event_id, crop))
+            return alert_bytes(build_alert(prov, facts, seq, event_id, jpeg))
 
         try:
-            outbox_id, seq = dev.outbox.put_alert(dev.link.config.topic("alerts"), payload)
+            outbox_id, seq = dev.link.queue_alert(payload)
         except OutboxFullError as e:
             self.stats.alerts_refused += 1
             log.critical("ALERT NOT QUEUED: %s", e)
             return
         self._sent_at[outbox_id] = frame.received or time.monotonic()
-        dev.link.wake()
         self.stats.alerts += 1
-        jpeg = base64.b64decode(crop) if crop else None
         dev.ledger.alert(str(event_id), jpeg, ev.captured_at, self.clock())
         dev.audit_alert(str(event_id), seq, decision.subject)
         log.warning("possible match %s seq=%d subject=%s score=%.3f track=%d", event_id, seq,
@@ -346,7 +344,7 @@ class Runner:
         except EdgeError as e:
             log.error("audit checkpoint failed: %s", e)
             return
-        payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
+        payload = canonical_json(statement)
         self.dev.outbox.put("checkpoint", self.dev.link.config.topic("audit/checkpoint"), payload, 1)
         self.dev.link.wake()
 
@@ -410,6 +408,3 @@ def peak_rss_mb() -> float | None:
         pass
     return None
 
-
-def capture_for(source: Any, name: str, maxsize: int) -> ThreadedCapture:
-    return ThreadedCapture(lambda: iter(source), name=name, maxsize=maxsize)

@@ -8,18 +8,17 @@ authority can later show why it fired.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from edge.delivery.contract import ALERT_SCHEMA
+from edge.formats import canonical_json, iso_utc
 from edge.perception.types import RGBImage
-
-ALERT_SCHEMA = "edge.alert/1"
 
 
 def uuid7(now: datetime, rand: bytes | None = None) -> uuid.UUID:
@@ -30,10 +29,6 @@ def uuid7(now: datetime, rand: bytes | None = None) -> uuid.UUID:
     rand_b = r & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
     return uuid.UUID(int=value)
-
-
-def iso_utc(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -63,13 +58,17 @@ class MatchFacts:
     box: tuple[float, float, float, float]
     quality: float
     detection_score: float
-    track_first_seen: datetime
-    hits: int
-    embeddings: int
+    best_seen_at: datetime  # when the observation that carries the evidence was captured
+    hits: int  # matches of the subject in the track's decision window
+    window: int  # observations in the decision window (k-of-n: this is the n seen so far)
 
 
-def encode_crop(image: RGBImage, box: tuple[float, float, float, float], quality: int = 85) -> str:
-    """JPEG of the face box with a margin, base64; only ever called for a match."""
+def encode_crop(image: RGBImage, box: tuple[float, float, float, float], quality: int = 85
+                ) -> bytes | None:
+    """JPEG bytes of the face box with a margin (None if OpenCV cannot encode it).
+
+    Only ever called for a match; the alert builder alone turns it into base64.
+    """
     import cv2  # local: keeps this module importable for pure tests without OpenCV's cost
 
     h, w = image.shape[:2]
@@ -80,12 +79,12 @@ def encode_crop(image: RGBImage, box: tuple[float, float, float, float], quality
     crop = np.ascontiguousarray(image[ya:yb, xa:xb, ::-1])
     ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        return ""
-    return base64.b64encode(buf.tobytes()).decode("ascii")
+        return None
+    return buf.tobytes()
 
 
 def build_alert(
-    prov: Provenance, facts: MatchFacts, seq: int, event_id: uuid.UUID, crop_b64: str | None
+    prov: Provenance, facts: MatchFacts, seq: int, event_id: uuid.UUID, crop_jpeg: bytes | None
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "schema": ALERT_SCHEMA,
@@ -114,15 +113,15 @@ def build_alert(
         "correlation": {
             "subject_ref": facts.subject_ref,
             "site": prov.site,
-            "track_first_seen": iso_utc(facts.track_first_seen),
+            "best_seen_at": iso_utc(facts.best_seen_at),
             "track_hits": facts.hits,
-            "track_embeddings": facts.embeddings,
+            "decision_window": facts.window,
         },
     }
-    if crop_b64:
-        event["crop_jpeg_b64"] = crop_b64
+    if crop_jpeg:
+        event["crop_jpeg_b64"] = base64.b64encode(crop_jpeg).decode("ascii")
     return event
 
 
 def alert_bytes(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+    return canonical_json(event)

@@ -1,9 +1,10 @@
 """systemd integration: sd_notify READY/WATCHDOG/STATUS/STOPPING, journald logging.
 
 Supervision is systemd's job (``Restart=``, ``WatchdogSec=``); this module only
-speaks the notify protocol. It uses python3-systemd when the device has it and
-otherwise writes the datagram itself, which is the whole protocol. Without
-``NOTIFY_SOCKET`` (not under systemd) every call is a no-op.
+speaks the notify protocol, by writing the datagram itself (which is the whole
+protocol; python3-systemd is used only for journald logging, in
+``setup_logging``). Without ``NOTIFY_SOCKET`` (not under systemd) every call is a
+no-op.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The running process: wiring, the runner's threads, the active watchlist, systemd, selftest."""
