@@ -1,7 +1,11 @@
 """The device configuration (``/etc/edge/edge.toml``), validated once at start.
 
-Every component receives only its own section. Relative paths are resolved
-against the config file's folder, so a config and its keys can travel together.
+The defaults below are the only ones: a component is built from its own section
+(``wiring.build_device``), with keyword arguments named like the section's keys
+where it can, and a component's own keyword defaults refer back to these fields
+(e.g. ``IoUTracker(iou=TrackingConfig.iou)``, ``LinkConfig.reconnect_max_s``).
+Relative paths are resolved against the config file's folder, so a config and its
+keys can travel together.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge.configschema import build
+from edge.delivery.topics import Topics
 from edge.errors import ConfigError
 
 
@@ -166,8 +171,8 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
 
     @property
-    def topic_prefix(self) -> str:
-        return self.broker.topic_prefix or f"edge/{self.device.id}"
+    def topics(self) -> Topics:
+        return Topics.for_device(self.device.id, self.broker.topic_prefix)
 
 
 def _resolve_paths(obj: Any, base: Path) -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.delivery.contract import AlertStream, format_gaps, validate_alert
+from edge.delivery.topics import ROOT, fleet_filter
 from edge.errors import BrokerError
 
 EXIT_OK, EXIT_INVALID, EXIT_TIMEOUT = 0, 1, 3
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ca", type=Path, help="CA certificate: enables TLS")
     p.add_argument("--cert", type=Path, help="client certificate (TLS)")
     p.add_argument("--key", type=Path, help="client key (TLS)")
-    p.add_argument("--prefix", default="edge", help="topic root; subscribes <prefix>/+/alerts")
+    p.add_argument("--prefix", default=ROOT, help="topic root; subscribes <prefix>/+/alerts")
     p.add_argument("--topic", help="subscribe to this topic filter instead")
     p.add_argument("--client-id", default=None)
     p.add_argument("--session-expiry", type=int, default=0, metavar="S",
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     tls = args.ca is not None
     port = args.port if args.port is not None else (8883 if tls else 1883)
-    topic = args.topic or f"{args.prefix.rstrip('/')}/+/alerts"
+    topic = args.topic or fleet_filter("alerts", args.prefix)
     consumer = Consumer(check=args.check, as_json=args.json, out=sys.stdout, err=sys.stderr)
     failure: list[str] = []
 

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.config import BrokerConfig, StatsConfig
 from edge.delivery.outbox import Outbox, OutboxStats
+from edge.delivery.topics import Topics
 from edge.errors import BrokerError
 from edge.formats import canonical_json
 
@@ -46,33 +48,30 @@ MessageHandler = Callable[[str, bytes], None]
 
 @dataclass(frozen=True)
 class LinkConfig:
-    """The broker section; field names follow ``[broker]`` in the device config."""
+    """The broker section; field names and defaults are those of ``[broker]`` (``BrokerConfig``)."""
 
     device_id: str
-    host: str = "127.0.0.1"
-    port: int = 8883
-    tls: bool = True
+    host: str = BrokerConfig.host
+    port: int = BrokerConfig.port
+    tls: bool = BrokerConfig.tls
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
-    topic_prefix: str | None = None  # default edge/<device_id>
-    keepalive: int = 30
+    topic_prefix: str | None = None  # default edge/<device_id> (see ``Topics``)
+    keepalive: int = BrokerConfig.keepalive
     client_id: str | None = None
+    reconnect_max_s: float = BrokerConfig.reconnect_max_s  # backoff cap
     connect_timeout_s: float = 5.0
     backoff_min_s: float = 0.5
-    backoff_max_s: float = 30.0
     max_inflight: int = 20
     refused_retry_s: float = 60.0
-    stats_interval_s: float = 60.0
+    stats_interval_s: float = StatsConfig.interval_s
     stats_qos: int = 0
     subscriptions: tuple[str, ...] = ("bundle", "review")
 
     @property
-    def prefix(self) -> str:
-        return (self.topic_prefix or f"edge/{self.device_id}").rstrip("/")
-
-    def topic(self, leaf: str) -> str:
-        return f"{self.prefix}/{leaf}"
+    def topics(self) -> Topics:
+        return Topics.for_device(self.device_id, self.topic_prefix)
 
 
 @dataclass(frozen=True)
@@ -178,13 +177,13 @@ class MqttLink:
 
         Raises :class:`OutboxFullError` when the outbox refuses it (nothing is consumed).
         """
-        event_id, seq = self.outbox.put_alert(self.config.topic("alerts"), build)
+        event_id, seq = self.outbox.put_alert(self.config.topics.alerts, build)
         self.wake()
         return event_id, seq
 
     def publish_stats(self, stats: dict[str, Any]) -> int | None:
         payload = canonical_json(stats)
-        event_id = self.outbox.put("stats", self.config.topic("stats"), payload,
+        event_id = self.outbox.put("stats", self.config.topics.stats, payload,
                                    self.config.stats_qos)
         self.wake()
         return event_id
@@ -315,7 +314,7 @@ class MqttLink:
                 if self._retained.get(leaf) != payload:
                     self._retained[leaf] = payload
                     if conn is not None and conn.connected:
-                        conn.client.publish(self.config.topic(leaf), payload, qos=1, retain=True)
+                        conn.client.publish(self.config.topics.leaf(leaf), payload, qos=1, retain=True)
 
     def _io(self, conn: _Conn) -> None:
         client = conn.client
@@ -374,7 +373,7 @@ class MqttLink:
         client.on_subscribe = self._guard(self._on_subscribe, conn)
         client.on_log = self._guard(self._on_log, conn)
         will = self._status_payload("offline", reason="connection lost")
-        client.will_set(cfg.topic("status"), will, qos=1, retain=True)
+        client.will_set(cfg.topics.status, will, qos=1, retain=True)
         try:
             if cfg.tls:
                 client.tls_set(
@@ -394,7 +393,7 @@ class MqttLink:
 
     def _schedule_retry(self, now: float) -> None:
         cfg = self.config
-        delay = backoff_delay(self._attempt, cfg.backoff_min_s, cfg.backoff_max_s,
+        delay = backoff_delay(self._attempt, cfg.backoff_min_s, cfg.reconnect_max_s,
                               self._rng.random())
         self._attempt = min(self._attempt + 1, 30)
         self._next_attempt = now + delay
@@ -448,8 +447,8 @@ class MqttLink:
                  self.config.port, self.outbox.depth())
         self._publish_status(conn, "online")
         for leaf, payload in self._retained.items():
-            client.publish(self.config.topic(leaf), payload, qos=1, retain=True)
-        topics = [(self.config.topic(leaf), 1) for leaf in self.config.subscriptions]
+            client.publish(self.config.topics.leaf(leaf), payload, qos=1, retain=True)
+        topics = [(self.config.topics.leaf(leaf), 1) for leaf in self.config.subscriptions]
         if topics:
             client.subscribe(topics)
         # A reconnect replays every pending event, refused ones included.
@@ -534,7 +533,7 @@ class MqttLink:
 
     def _publish_status(self, conn: _Conn, availability: str, reason: str | None = None) -> int:
         payload = self._status_payload(availability, reason)
-        info = conn.client.publish(self.config.topic("status"), payload, qos=1, retain=True)
+        info = conn.client.publish(self.config.topics.status, payload, qos=1, retain=True)
         return int(info.mid)
 
     def _status_payload(self, availability: str, reason: str | None = None) -> bytes:

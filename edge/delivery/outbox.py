@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from edge.config import OutboxConfig
 from edge.errors import OutboxError, OutboxFullError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ class OutboxStats:
 class Outbox:
     """A bounded FIFO of events to publish, persisted in one SQLite file."""
 
-    def __init__(self, path: Path, max_events: int = 10_000, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, path: Path, max_events: int = OutboxConfig.max_events,
+                 max_bytes: int = OutboxConfig.max_bytes) -> None:
         if max_events <= 0 or max_bytes <= 0:
             raise OutboxError("outbox bounds must be positive")
         self.path = Path(path)

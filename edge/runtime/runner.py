@@ -345,7 +345,7 @@ class Runner:
             log.error("audit checkpoint failed: %s", e)
             return
         payload = canonical_json(statement)
-        self.dev.outbox.put("checkpoint", self.dev.link.config.topic("audit/checkpoint"), payload, 1)
+        self.dev.outbox.put("checkpoint", self.dev.link.config.topics.checkpoint, payload, 1)
         self.dev.link.wake()
 
     def _state(self) -> str:

@@ -216,10 +216,10 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         motion = functools.partial(MotionGate, min_active=dc.motion_threshold)
     parts = RecognizerParts(
         finder=finder, aligner=TemplateAligner(), embedder=embedder, quality=face_quality,
-        tracker=IoUTracker(iou_threshold=tc.iou, max_misses=tc.max_missed),
-        selector=FaceSelector(min_quality=tc.min_quality, min_gap=tc.embed_every,
-                              max_per_track=tc.max_embeds),
-        decider=TrackDecider(k=tc.k, n=tc.n, cooldown=tc.cooldown_s),
+        tracker=IoUTracker(iou=tc.iou, max_missed=tc.max_missed),
+        selector=FaceSelector(min_quality=tc.min_quality, embed_every=tc.embed_every,
+                              max_embeds=tc.max_embeds),
+        decider=TrackDecider(k=tc.k, n=tc.n, cooldown_s=tc.cooldown_s),
         motion_factory=motion,
     )
     recognizer = Recognizer(parts)
@@ -230,9 +230,9 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     b = cfg.broker
     link = MqttLink(
         LinkConfig(device_id=cfg.device.id, host=b.host, port=b.port, tls=b.tls, ca=b.ca,
-                   cert=b.cert, key=b.key, topic_prefix=cfg.topic_prefix, keepalive=b.keepalive,
-                   client_id=b.client_id, stats_interval_s=cfg.stats.interval_s,
-                   backoff_max_s=b.reconnect_max_s),
+                   cert=b.cert, key=b.key, topic_prefix=b.topic_prefix, keepalive=b.keepalive,
+                   client_id=b.client_id, reconnect_max_s=b.reconnect_max_s,
+                   stats_interval_s=cfg.stats.interval_s),
         outbox, on_message=on_message, on_ack=on_ack)
     dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,
                  backend=f"detector:{detector.backend}/embedder:{embedder.backend}",
