@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from edge.backoff import backoff_delay
 from edge.delivery.contract import AlertStream
-from edge.delivery.mqtt import LinkConfig, MqttLink, backoff_delay
+from edge.delivery.mqtt import LinkConfig, MqttLink
 from edge.delivery.outbox import Outbox
 from edge.delivery.topics import Topics
 from tests.broker import Broker, Pki, Subscriber, make_pki

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.backoff import backoff_delay
 from edge.config import BrokerConfig, StatsConfig
 from edge.delivery.outbox import Outbox, OutboxStats
 from edge.delivery.topics import Topics
@@ -108,16 +109,6 @@ class _Conn:
     log_error: str = ""
     closing_mid: int | None = None
     closing_acked: bool = False
-
-
-def backoff_delay(attempt: int, low: float, high: float, u: float) -> float:
-    """Exponential backoff capped at ``high``, with "equal jitter" from ``u`` in [0, 1).
-
-    Half the delay is random so that devices cut off by the same broker outage
-    do not all come back in the same instant.
-    """
-    base = min(high, low * float(2 ** min(attempt, 30)))
-    return base * (0.5 + 0.5 * u)
 
 
 class MqttLink:
