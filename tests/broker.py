@@ -281,6 +281,19 @@ class Subscriber:
                 self._cond.wait(min(left, 0.2))
         return True
 
+    def barrier(self, topic: str, timeout: float = 10.0) -> bool:
+        """Publish a marker on ``topic`` (one this subscriber receives) and wait for it.
+
+        Mosquitto handles messages one at a time and delivers them to a subscription
+        in order, so once the marker is back every message the broker had accepted
+        before it (e.g. all a device published before it exited) has been delivered.
+        """
+        import uuid
+
+        marker = f"barrier-{uuid.uuid4().hex}".encode()
+        self.client.publish(topic, marker, qos=1)
+        return self.wait_for(lambda s: any(p == marker for _t, p, _r in s.messages), timeout)
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

@@ -196,7 +196,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
             assert wait_exit(proc, 120) == 0, log_of(dep, "run2.log")[-3000:]  # the scene runs out
         finally:
             stop_firmware(proc)
-        time.sleep(0.5)
+        assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
         fin = Finished(dep, broker, expected, sum(p["start_frame"] is not None for p in truth["passes"]),
                        alerts, lfr_run1, counters_run1, retained_run1, false_id, confirmed_id,
                        docs(sub, "audit/checkpoint"), docs(sub, "lfr", mark), docs(sub, "status", mark))
@@ -332,7 +332,7 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
         assert wait_exit(proc, 120) == 0, log_of(dep)[-3000:]
     finally:
         stop_firmware(proc)
-    time.sleep(0.5)
+    assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
     alerts = dedup(alerts_of(sub))
     status = messages(sub, "status")
     lfr = messages(sub, "lfr")
@@ -398,7 +398,7 @@ def test_watchlist_purged_at_the_end_of_the_order(tmp_path: Path, testdata: Path
         assert wait_exit(proc, 120) == 0, log_of(dep)[-3000:]
     finally:
         stop_firmware(proc)
-    time.sleep(0.5)
+    assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
     alerts = dedup(alerts_of(sub))
     lfr = messages(sub, "lfr")
     sub.close()

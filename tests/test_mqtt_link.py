@@ -83,9 +83,12 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
 
 def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_path: Path) -> None:
     broker = make_broker()
+    saved = broker.workdir / "data" / "mosquitto.db"
+    before = saved.stat().st_mtime_ns if saved.exists() else -1
     sub = Subscriber(broker, (T.alerts, T.status), client_id="central",
                      persistent=True)
-    time.sleep(1.5)  # let the broker autosave the consumer's session before the kill
+    # The broker's autosave has written the consumer's session, so the kill keeps it.
+    assert until(lambda: saved.exists() and saved.stat().st_mtime_ns > before, 10)
     n = 60
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(plain(broker), ob).start()
@@ -98,12 +101,11 @@ def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_pat
 
         producer = threading.Thread(target=produce)
         producer.start()
-        time.sleep(0.8)
+        assert until(lambda: len(sub.payloads("/alerts")) >= 3)  # some got through before the kill
         broker.kill()
         killed_at = len(sub.payloads("/alerts"))
         assert until(lambda: not link.connected, 5)
-        time.sleep(3.0)
-        assert ob.depth() > 0  # alerts accumulate on disk during the outage
+        assert until(lambda: ob.depth() >= 10, 10)  # alerts accumulate on disk during the outage
         broker.start()
         producer.join()
         assert until(lambda: ob.depth() == 0, 20), link.health()
@@ -280,7 +282,7 @@ def test_keeps_retrying_without_broker_and_says_why(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(cfg, ob).start()
         link.queue_alert(alert)
-        time.sleep(1.0)
+        assert until(lambda: str(port) in (link.health().last_error or ""))  # it tried, and says why
         health = link.health()
         assert link.alive()
         assert link.close(0.2) is False

@@ -165,7 +165,7 @@ class Runner:
                        else f"error: {type(self._error).__name__}" if self._error else "stop requested")
         log.info("stopped; outbox %s (%d pending); counters %s; frames dropped %d; alerts %d",
                  "drained" if drained else "NOT drained", depth, self.dev.recognizer.counters.as_dict(),
-                 self.dev.capture.buffer.dropped, self.stats.alerts)
+                 self.dev.capture.dropped, self.stats.alerts)
         self.notifier.close()
 
     def summary(self, drained: bool, depth: int) -> dict[str, Any]:
@@ -180,7 +180,7 @@ class Runner:
         return {
             "schema": "edge.run-summary/1",
             "counters": self.dev.recognizer.counters.as_dict(),
-            "frames_dropped": self.dev.capture.buffer.dropped,
+            "frames_dropped": self.dev.capture.dropped,
             "alerts": self.stats.alerts,
             "alerts_refused": self.stats.alerts_refused,
             "bundle_refusals": self.stats.bundle_refusals,
@@ -371,7 +371,7 @@ class Runner:
             "model": dev.model_status(),
             "backend": dev.backend,
             "fps": round(self.stats.fps, 2),
-            "frames_dropped": dev.capture.buffer.dropped,
+            "frames_dropped": dev.capture.dropped,
             "outbox": {"depth": health.outbox.depth, "fill": round(health.outbox.fill_ratio, 3),
                        "warning": health.outbox.warning, "refused_alerts": health.outbox.refused_alerts},
             "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
@@ -389,7 +389,7 @@ class Runner:
             "camera_id": self.cfg.device.camera_id,
             "at": iso_utc(self.clock()),
             "counters": self.dev.recognizer.counters.as_dict(),
-            "frames_dropped": self.dev.capture.buffer.dropped,
+            "frames_dropped": self.dev.capture.dropped,
             "alerts": self.stats.alerts,
             "alerts_refused": self.stats.alerts_refused,
             "bundle_refusals": self.stats.bundle_refusals,

@@ -204,13 +204,14 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
 
     finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
     tc = cfg.tracking
+    # One capture thread (below) for every kind: a live source does not start its own.
     source = open_source(cfg.source.kind, cfg.source.target, fps=cfg.source.fps,
-                         realtime=cfg.source.realtime)
+                         realtime=cfg.source.realtime, threaded=False)
     # A live camera drops the oldest frame when inference falls behind; a file or
     # scene replayed faster than real time waits instead (nothing to drop for).
     lossless = cfg.source.kind in ("file", "folder", "scenario") and not cfg.source.realtime
     capture = ThreadedCapture(lambda: iter(source), name="capture", maxsize=cfg.source.queue,
-                              lossless=lossless)
+                              lossless=lossless, upstream_dropped=lambda: source.dropped)
     motion: Callable[[tuple[int, int]], MotionGate] | None = None
     if dc.motion:
         motion = functools.partial(MotionGate, min_active=dc.motion_threshold)
