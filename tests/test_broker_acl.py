@@ -31,7 +31,8 @@ from tests.deploy_broker import (
     tls_context,
 )
 
-pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl")
+pytestmark = [pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl"),
+              pytest.mark.slow]  # a deployed broker with the dynamic-security plugin
 
 NOT_AUTHORIZED = 0x87
 FAILURE = 0x80  # reason codes below are success (0x00, or 0x10 "no matching subscribers")

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="owners are part of the install: root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="owners are part of the install: root"),
+              pytest.mark.slow]  # runs the installer into a tree
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,7 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
     sub.close()
 
 
+@pytest.mark.slow
 def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_path: Path) -> None:
     broker = make_broker()
     saved = broker.workdir / "data" / "mosquitto.db"
@@ -148,6 +149,7 @@ def test_acl_refusal_keeps_event_and_counts(make_broker: Callable[..., Broker],
     assert "Denied PUBLISH" in broker.log_text()
 
 
+@pytest.mark.slow
 def test_tls_with_client_certificates(tls_broker: Broker, test_pki: Pki,
                                      tmp_path: Path) -> None:
     broker = tls_broker

@@ -45,6 +45,7 @@ def digest(image: np.ndarray) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_same_seed_same_scene_other_seed_other_scene(testdata: Path, finder: FaceFinder,
                                                      scene: Scene) -> None:
     again = build_scene(SPEC, testdata, finder)
@@ -123,6 +124,7 @@ def test_overfull_scene_is_refused(testdata: Path, finder: FaceFinder) -> None:
         build_scene(spec, testdata, finder)
 
 
+@pytest.mark.slow
 def test_cli_writes_video_and_truth_that_sources_replay(tmp_path: Path, testdata: Path,
                                                         models_dir: Path) -> None:
     rc = edge_main(["scenario", "--out", str(tmp_path), "--seconds", "6", "--fps", "10",

@@ -24,14 +24,13 @@ import pytest
 
 from edge.delivery.topics import Topics
 from edge.runtime import selftest
-from edge.watchlist.bundle import DeviceIdentity
 from edge.watchlist.keys import DEVICE, generate
-from edge.watchlist.order import DeploymentOrder
 from tests.broker import have_mosquitto
 from tests.deploy_broker import DeployBroker, DeployPki, issue_pki
-from tests.watchlist_world import FLEET, World
+from tests.watchlist_world import FLEET, provision_documents
 
-pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl")
+pytestmark = [pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl"),
+              pytest.mark.slow]  # a deployed broker and `edge selftest` subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -95,8 +94,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     if not (MODELS / "manifest.json").is_file():
         pytest.skip("models not built: run `make models`")
-    from edge.perception.manifest import load_manifest
-    from edge.watchlist.model import embedder_floor, embedder_ref
 
     base = tmp_path_factory.mktemp("device")
     pki = issue_pki(tmp_path_factory.mktemp("pki"))
@@ -112,20 +109,7 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     (base / "state").mkdir(mode=0o750)
 
     now = datetime.now(UTC)
-    world = World(device=DeviceIdentity(DEVICE_ID, FLEET))
-    (base / "trust.json").write_bytes(world.trust_envelope().encode())
-    order = DeploymentOrder(
-        order_id="order-1", issuer="Authority", issued_at=now - timedelta(days=1),
-        fleet_id=FLEET, device_id=DEVICE_ID, camera_ids=(CAMERA_ID,), site="boulevard-north",
-        purpose="test", valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30),
-        authorising_ref="auth/1", dpia_ref="dpia/1", equality_impact_ref="eq/1",
-        rights_impact_ref="hr/1", public_notice_ref="notice/1")
-    (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
-    manifest = load_manifest(MODELS)
-    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
-                            threshold=max(0.95, embedder_floor(manifest)),
-                            recipients={DEVICE_ID: dkey.public_key})
-    (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
+    provision_documents(base, DEVICE_ID, CAMERA_ID, "boulevard-north", now, dkey.public_key, MODELS)
     yield Provisioned(base, broker, pki)
     broker.stop()
 

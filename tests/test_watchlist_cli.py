@@ -69,6 +69,7 @@ def _csv(path: Path, images: list[tuple[str, str]]) -> None:
                         "2020-01-01", "2099-01-01T00:00:00Z"])
 
 
+@pytest.mark.slow
 def test_build_sign_inspect_install_and_match(
     signed_world: Path, testdata: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,7 +10,7 @@ and the refusals that must stop ``edge run`` before anything runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,9 @@ from edge import config
 from edge.errors import ThresholdFloorError
 from edge.perception.manifest import load_manifest
 from edge.runtime.wiring import Device, build_device
-from edge.watchlist.bundle import DeviceIdentity
 from edge.watchlist.keys import DEVICE, generate
 from edge.watchlist.model import embedder_floor, embedder_ref
-from edge.watchlist.order import DeploymentOrder
-from tests.watchlist_world import FLEET, World
+from tests.watchlist_world import FLEET, provision_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -64,21 +62,9 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
     dkey = generate(DEVICE, DEVICE_ID, base / "keys" / "device.x25519")
     (base / "frames").mkdir()
     cv2.imwrite(str(base / "frames" / "0001.png"), np.zeros((64, 64, 3), np.uint8))
-    world = World(device=DeviceIdentity(DEVICE_ID, FLEET))
-    (base / "trust.json").write_bytes(world.trust_envelope().encode())
-    order = DeploymentOrder(
-        order_id="order-1", issuer="Authority", issued_at=NOW - timedelta(days=1),
-        fleet_id=FLEET, device_id=DEVICE_ID, camera_ids=(CAMERA_ID,), site="boulevard",
-        purpose="test", valid_from=NOW - timedelta(days=1), valid_until=NOW + timedelta(days=30),
-        authorising_ref="auth/1", dpia_ref="dpia/1", equality_impact_ref="eq/1",
-        rights_impact_ref="hr/1", public_notice_ref="notice/1")
-    (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
-    manifest = load_manifest(MODELS)
-    floor = embedder_floor(manifest)
-    threshold = round(max(0.95, floor), 4)
-    bundle = world.unsigned(1, issued_at=NOW - timedelta(hours=1), model=embedder_ref(manifest),
-                            threshold=threshold, recipients={DEVICE_ID: dkey.public_key})
-    (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
+    threshold = provision_documents(base, DEVICE_ID, CAMERA_ID, "boulevard", NOW, dkey.public_key,
+                                    MODELS)
+    floor = embedder_floor(load_manifest(MODELS))
     return Provisioned(base, threshold, floor)
 
 
