@@ -181,3 +181,10 @@ def test_tracker_follows_each_pass_as_one_track(scene: Scene) -> None:
                 ids.setdefault(person, set()).add(track.track_id)
     assert len(ids) == len(truth["passes"])
     assert all(len(v) == 1 for v in ids.values()), ids
+
+
+def test_the_demo_finds_the_checkout_it_runs_from() -> None:
+    """`make run` defaults its work and test-data folders to the checkout's .cache."""
+    from edge.scenario.demo import ROOT
+
+    assert (ROOT / "Makefile").is_file() and (ROOT / "edge" / "scenario" / "demo.py").is_file()

@@ -34,7 +34,7 @@ from edge.formats import iso_utc
 from edge.scenario.broker import free_port, port_open, start_mosquitto, stop_mosquitto
 from edge.scenario.render import watchlisted_passes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: edge/scenario/demo.py
 
 # Who is on the demo watchlist, and the photo each is enrolled from. The scene
 # walks other photos of them where the test data has more than one.
