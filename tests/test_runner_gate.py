@@ -23,6 +23,7 @@ from edge.runtime.emitter import AlertEmitter
 from edge.runtime.notify import Notifier
 from edge.runtime.runner import Runner
 from edge.runtime.status import status_payload
+from edge.watchlist.bundle import ModelRef
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -82,37 +83,53 @@ class FakeCapture:
 
 
 @dataclass
-class FakeDevice:
-    """The device as the runner uses it; the order's verdict is set by the test."""
+class FakeWatch:
+    """The active watchlist as the runner asks it; the order's verdict is set by the test."""
 
-    allowed: tuple[bool, str] = (False, "no valid deployment order (missing)")
-    link: FakeLink = field(default_factory=FakeLink)
-    ledger: FakeLedger = field(default_factory=FakeLedger)
-    recognizer: FakeRecognizer = field(default_factory=FakeRecognizer)
-    capture: Any = field(default_factory=lambda: FakeCapture([]))
-    audited: list[tuple[bool, str]] = field(default_factory=list)
-    backend: str = "detector:cpu/embedder:cpu"
+    verdict: tuple[bool, str] = (False, "no valid deployment order (missing)")
 
-    def purge_if_ended(self, _now: datetime) -> bool:
-        return False
+    def purge_if_ended(self, _now: datetime) -> None:
+        return None
 
-    def recognition_allowed(self, _now: datetime) -> tuple[bool, str]:
-        return self.allowed
+    def allowed(self, _now: datetime) -> tuple[bool, str]:
+        return self.verdict
 
-    def audit_gate(self, active: bool, reason: str) -> None:
-        self.audited.append((active, reason))
-
-    def bundle_summary(self) -> str:
+    def summary(self) -> str:
         return "bundle b1 v1 (3 subjects)"
 
     def bundle_status(self) -> dict[str, Any]:
         return {"id": "b1", "version": 1, "threshold": 0.95}
 
     def order_status(self) -> dict[str, Any]:
-        return {"valid": self.allowed[0]}
+        return {"valid": self.verdict[0]}
 
-    def model_status(self) -> dict[str, str]:
-        return {"space": "m"}
+
+@dataclass
+class FakeAudit:
+    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def append(self, kind: str, data: dict[str, Any], _now: datetime) -> dict[str, Any]:
+        self.records.append((kind, data))
+        return data
+
+    def gate(self) -> list[tuple[bool, str]]:
+        return [(d["active"], d["reason"]) for k, d in self.records if k == "recognition"]
+
+
+@dataclass
+class FakeDevice:
+    """The device's parts the runner touches for the gate and the status."""
+
+    watch: FakeWatch = field(default_factory=FakeWatch)
+    link: FakeLink = field(default_factory=FakeLink)
+    ledger: FakeLedger = field(default_factory=FakeLedger)
+    recognizer: FakeRecognizer = field(default_factory=FakeRecognizer)
+    capture: Any = field(default_factory=lambda: FakeCapture([]))
+    audit: FakeAudit = field(default_factory=FakeAudit)
+    model: ModelRef = field(default_factory=lambda: ModelRef("dlib_resnet_v1", "ab" * 32))
+    detector_id: str = "blazeface"
+    embedder_id: str = "dlib"
+    backend: str = "detector:cpu/embedder:cpu"
 
 
 def runner(dev: FakeDevice) -> Runner:
@@ -133,13 +150,13 @@ def test_gate_follows_the_order_and_a_suspension_and_audits_each_change_once() -
     r._refresh_gate()
     assert status(r)["state"] == "idle" and not status(r)["recognition_active"]
     r._refresh_gate()  # nothing changed: nothing audited again
-    assert dev.audited == [(False, "no valid deployment order (missing)")]
+    assert dev.audit.gate() == [(False, "no valid deployment order (missing)")]
 
-    dev.allowed = (True, "order o1 active until 18:00")
+    dev.watch.verdict = (True, "order o1 active until 18:00")
     r._refresh_gate()
     s = status(r)
-    assert (s["state"], s["reason"], s["recognition_active"]) == ("recognising", dev.allowed[1], True)
-    assert dev.audited[-1] == (True, dev.allowed[1])
+    assert (s["state"], s["reason"], s["recognition_active"]) == ("recognising", dev.watch.verdict[1], True)
+    assert dev.audit.gate()[-1] == (True, dev.watch.verdict[1])
     assert dev.link.retained[-1] == ("lfr", {"live_facial_recognition": True})
 
     dev.ledger.suspended = "false-alert budget exceeded"
@@ -147,15 +164,15 @@ def test_gate_follows_the_order_and_a_suspension_and_audits_each_change_once() -
     s = status(r)
     assert (s["state"], s["reason"], s["suspended"], s["recognition_active"]) == (
         "suspended", "false-alert budget exceeded", "false-alert budget exceeded", False)
-    assert dev.audited[-1] == (False, "false-alert budget exceeded")
+    assert dev.audit.gate()[-1] == (False, "false-alert budget exceeded")
     assert dev.link.retained[-1] == ("lfr", {"live_facial_recognition": False})
-    assert len(dev.audited) == 3
+    assert len(dev.audit.gate()) == 3
     # Every change published a status; the last one says what the public sees.
     assert dev.link.statuses[-1]["state"] == "suspended"
 
 
 def test_frames_are_processed_only_while_the_gate_is_open() -> None:
-    dev = FakeDevice(allowed=(True, "order o1 active"))
+    dev = FakeDevice(FakeWatch((True, "order o1 active")))
     r = runner(dev)
     frames = [Frame(i, NOW, i / 15, np.zeros((4, 4, 3), np.uint8)) for i in range(9)]
 
@@ -165,7 +182,7 @@ def test_frames_are_processed_only_while_the_gate_is_open() -> None:
             r._refresh_gate()
         if f.index == 6:
             dev.ledger.suspended = None
-            dev.allowed = (False, "outside the deployment order's window")
+            dev.watch.verdict = (False, "outside the deployment order's window")
             r._refresh_gate()
 
     dev.capture = FakeCapture(frames, before_each=flip)

@@ -21,7 +21,8 @@ import pytest
 from edge import config
 from edge.errors import ThresholdFloorError
 from edge.perception.manifest import load_manifest
-from edge.runtime.wiring import Device, build_device
+from edge.runtime.emitter import provenance
+from edge.runtime.wiring import Device, build_device, close_device
 from edge.watchlist.keys import DEVICE, generate
 from edge.watchlist.model import embedder_floor, embedder_ref
 from tests.watchlist_world import FLEET, provision_documents
@@ -76,13 +77,13 @@ def build(p: Provisioned, tmp_path: Path, **sections: dict[str, Any]) -> Device:
 def test_a_provisioned_device_is_ready_to_recognise(provisioned: Provisioned, tmp_path: Path) -> None:
     dev = build(provisioned, tmp_path)
     try:
-        allowed, reason = dev.recognition_allowed(NOW)
+        allowed, reason = dev.watch.allowed(NOW)
         assert allowed and "order order-1" in reason, reason
         assert dev.recognizer.matcher is dev.watch.active.matcher  # type: ignore[union-attr]
         # One threshold: the matcher's, in the alert provenance and in the status.
         threshold = dev.watch.active.matcher.threshold  # type: ignore[union-attr]
         assert threshold == provisioned.bundle_threshold
-        assert dev.provenance().threshold == threshold == dev.bundle_status()["threshold"]  # type: ignore[index]
+        assert provenance(dev).threshold == threshold == dev.watch.bundle_status()["threshold"]  # type: ignore[index]
         assert dev.backend == "detector:cpu/embedder:cpu"
         assert dev.link.config.topics.alerts == f"edge/{DEVICE_ID}/alerts"
         # Each part took its own section's values.
@@ -92,7 +93,7 @@ def test_a_provisioned_device_is_ready_to_recognise(provisioned: Provisioned, tm
         assert dev.link.config.reconnect_max_s == dev.cfg.broker.reconnect_max_s
         assert dev.model.sha256 == embedder_ref(load_manifest(MODELS)).sha256
     finally:
-        dev.close(NOW, "test over")
+        close_device(dev, NOW, "test over")
 
 
 def test_a_config_threshold_raises_the_bundles_everywhere(provisioned: Provisioned, tmp_path: Path) -> None:
@@ -100,9 +101,9 @@ def test_a_config_threshold_raises_the_bundles_everywhere(provisioned: Provision
     dev = build(provisioned, tmp_path, matching={"threshold": raised})
     try:
         assert dev.watch.active is not None and dev.watch.active.matcher.threshold == raised
-        assert dev.provenance().threshold == raised == dev.bundle_status()["threshold"]  # type: ignore[index]
+        assert provenance(dev).threshold == raised == dev.watch.bundle_status()["threshold"]  # type: ignore[index]
     finally:
-        dev.close(NOW, "test over")
+        close_device(dev, NOW, "test over")
 
 
 def test_a_config_threshold_below_the_floor_stops_the_build(provisioned: Provisioned,

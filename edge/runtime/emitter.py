@@ -6,14 +6,16 @@ place the crop is base64-encoded; the evidence store keeps the raw JPEG.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
 
+from edge.audit import records as audit_records
 from edge.config import AlertsConfig
-from edge.delivery.alert import MatchFacts, alert_bytes, build_alert, encode_crop, uuid7
-from edge.errors import OutboxFullError
+from edge.delivery.alert import MatchFacts, Provenance, alert_bytes, build_alert, encode_crop, uuid7
+from edge.errors import EdgeError, OutboxFullError
 from edge.perception.types import Frame
 from edge.pipeline.decision import Decision
 from edge.pipeline.recognizer import Evidence
@@ -21,6 +23,17 @@ from edge.runtime.status import RunStats
 from edge.runtime.wiring import Device
 
 log = logging.getLogger(__name__)
+
+
+def provenance(dev: Device) -> Provenance:
+    """What produces alerts now: fixed for as long as a bundle and the models are active."""
+    active = dev.watch.active
+    if active is None:
+        raise EdgeError("no active bundle")  # the gate makes this unreachable
+    h = active.bundle.header
+    d = dev.cfg.device
+    return Provenance(d.id, d.camera_id, d.site, h.bundle_id, h.version, dev.model.id,
+                      dev.model.sha256, dev.detector_id, dev.backend, active.matcher.threshold)
 
 
 class AlertEmitter:
@@ -44,7 +57,7 @@ class AlertEmitter:
         if self.cfg.include_crop:
             h, w = ev.crop_source.shape[:2]
             jpeg = encode_crop(ev.crop_source, (0.0, 0.0, float(w), float(h)), self.cfg.crop_quality)
-        prov = dev.provenance()
+        prov = provenance(dev)
         event_id = uuid7(self.clock())
 
         def payload(seq: int) -> bytes:
@@ -59,7 +72,10 @@ class AlertEmitter:
         self._sent_at[outbox_id] = frame.received or time.monotonic()
         self.stats.alerts += 1
         dev.ledger.alert(str(event_id), jpeg, ev.captured_at, self.clock())
-        dev.audit_alert(str(event_id), seq, decision.subject)
+        with contextlib.suppress(EdgeError):  # the alert itself is already durable
+            audit_records.alert(dev.audit, self.clock(), event_id=str(event_id), seq=seq,
+                                subject_ref=decision.subject, bundle_id=prov.bundle_id,
+                                bundle_version=prov.bundle_version)
         log.warning("possible match %s seq=%d subject=%s score=%.3f track=%d", event_id, seq,
                     decision.subject, decision.best.score, decision.track_id)
 

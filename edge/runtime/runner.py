@@ -10,6 +10,7 @@ What is said about the device (status, stats, summary) is built in ``status``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -20,13 +21,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
+from edge.audit import records as audit_records
 from edge.config import Config
 from edge.errors import CameraError, EdgeError, SignedDocumentError
 from edge.formats import canonical_json
+from edge.runtime.bundles import install_pushed, purge_if_ended
 from edge.runtime.emitter import AlertEmitter
 from edge.runtime.notify import Notifier
 from edge.runtime.status import Gate, RunStats, run_summary, stats_payload, status_line, status_payload
-from edge.runtime.wiring import Device, build_device
+from edge.runtime.wiring import Device, build_device, close_device
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ class Runner:
         drained = self.dev.link.close(drain_timeout=self.cfg.outbox.drain_timeout_s)
         depth = self.dev.outbox.depth()
         self._write_summary(drained, depth)
-        self.dev.close(self.clock(), "source ended" if self._source_done.is_set() and not self._error
+        close_device(self.dev, self.clock(), "source ended" if self._source_done.is_set() and not self._error
                        else f"error: {type(self._error).__name__}" if self._error else "stop requested")
         log.info("stopped; outbox %s (%d pending); counters %s; frames dropped %d; alerts %d",
                  "drained" if drained else "NOT drained", depth, self.dev.recognizer.counters.as_dict(),
@@ -208,9 +211,9 @@ class Runner:
                 return
             self.stats.bundle_pushes += 1
             try:
-                self.dev.install_bundle(data, self.clock())
+                install_pushed(self.dev, data, self.clock())
                 self.stats.last_bundle_error = None
-                log.info("pushed bundle installed: %s", self.dev.bundle_summary())
+                log.info("pushed bundle installed: %s", self.dev.watch.summary())
             except SignedDocumentError as e:
                 self.stats.bundle_refusals += 1
                 self.stats.last_bundle_error = f"{type(e).__name__}: {e}"
@@ -223,14 +226,15 @@ class Runner:
 
     def _refresh_gate(self) -> None:
         now = self.clock()
-        self.dev.purge_if_ended(now)  # the gate below turns off and publishes the status
-        active, reason = self.dev.recognition_allowed(now)
+        purge_if_ended(self.dev, now)  # the gate below turns off and publishes the status
+        active, reason = self.dev.watch.allowed(now)
         suspended = self.dev.ledger.suspended
         changed = (active, reason, suspended) != (self.gate.active, self.gate.reason, self.gate.suspended)
         if changed:
             running = active and suspended is None
             log.info("recognition %s: %s", "ACTIVE" if running else "off", suspended or reason)
-            self.dev.audit_gate(running, suspended or reason)
+            with contextlib.suppress(EdgeError):
+                audit_records.recognition(self.dev.audit, now, active=running, reason=suspended or reason)
             self.gate.active, self.gate.reason, self.gate.suspended = active, reason, suspended
             self.dev.ledger.tick(now, running)
             # The public flag follows what really runs, with the site's contact.

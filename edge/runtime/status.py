@@ -53,7 +53,7 @@ class RunStats:
 
 def status_line(gate: Gate, dev: Device) -> str:
     """systemd's STATUS= line."""
-    return f"{gate.state}: {gate.reason}; {dev.bundle_summary()}; backend {dev.backend}"
+    return f"{gate.state}: {gate.reason}; {dev.watch.summary()}; backend {dev.backend}"
 
 
 def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> dict[str, Any]:
@@ -67,9 +67,10 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
         "reason": gate.suspended or gate.reason,
         "recognition_active": gate.running,
         "suspended": gate.suspended,
-        "bundle": dev.bundle_status(),
-        "order": dev.order_status(),
-        "model": dev.model_status(),
+        "bundle": dev.watch.bundle_status(),
+        "order": dev.watch.order_status(),
+        "model": {"embedder": dev.embedder_id, "detector": dev.detector_id, "space": dev.model.id,
+                  "sha256": dev.model.sha256},
         "backend": dev.backend,
         "fps": round(stats.fps, 2),
         "frames_dropped": dev.capture.dropped,
