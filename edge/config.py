@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from edge.configschema import build
 from edge.errors import ConfigError
+from edge.perception.imageio import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,15 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image file, read from its header before decoding
+
+    def validate(self, prefix: str) -> None:
+        if self.max_pixels < 1:
+            raise ConfigError(f"{prefix}.max_pixels", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class StatsConfig:
     interval_s: float = 60.0
     status_interval_s: float = 30.0
@@ -164,6 +174,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     @property
     def topic_prefix(self) -> str:
