@@ -3,8 +3,11 @@
 For installers (does my device alert?) and for the central side (is the stream
 complete?). ``--check`` validates every alert against the contract, reports
 redeliveries (de-duplicated on ``event_id``) and ``seq`` gaps per device, and
-exits non-zero on any violation. Exit codes: 0 fine, 1 contract violation or
-gap (with ``--check``), 3 ``--count`` not reached before ``--timeout``.
+exits non-zero on any violation. The device is the one the topic names
+(``<prefix>/<device>/alerts``, which the broker lets only that device publish); an
+alert claiming another device id is invalid. No payload stops the command.
+Exit codes: 0 fine, 1 contract violation or gap (with ``--check``), 3 ``--count``
+not reached before ``--timeout``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.delivery.contract import AlertStream, format_gaps, validate_alert
+from edge.delivery.contract import AlertStream, device_from_topic, format_gaps, too_deep, validate_alert
 from edge.errors import BrokerError
 
 EXIT_OK, EXIT_INVALID, EXIT_TIMEOUT = 0, 1, 3
@@ -60,27 +63,34 @@ class Consumer:
     invalid: int = 0
 
     def feed(self, topic: str, payload: bytes) -> None:
+        device = device_from_topic(topic)
         try:
             event = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             self.invalid += 1
-            print(f"INVALID {topic}: not JSON ({e})", file=self.err)
+            print(f"INVALID {topic}: not JSON ({type(e).__name__}: {str(e)[:200]})", file=self.err)
+            return
+        if too_deep(event):  # nothing below (repr, dumps, checks) has to walk it
+            self.invalid += 1
+            print(f"INVALID {topic}: nested deeper than the alert contract allows", file=self.err)
             return
         if self.check:
-            problems = validate_alert(event)
+            problems = validate_alert(event, topic_device=device)
+            if device is None:
+                problems.append(f"topic: {topic!r} does not name a device (<prefix>/<device>/alerts)")
             if problems:
                 self.invalid += 1
                 ref = event.get("event_id", "?") if isinstance(event, dict) else "?"
                 print(f"INVALID {topic} event {ref}: " + "; ".join(problems), file=self.err)
         if not isinstance(event, dict):
             return
-        if not self.stream.add(event):
+        if not self.stream.add(event, device):
             print(f"duplicate {event.get('event_id')} (redelivery, ignored)", file=self.err)
             return
         if self.as_json:
             print(json.dumps(event, separators=(",", ":"), sort_keys=True), file=self.out)
         else:
-            print(compact(event), file=self.out)
+            print(compact(event, device), file=self.out)
         self.out.flush()
 
     @property
@@ -94,7 +104,8 @@ class Consumer:
         return text, self.invalid == 0 and not gaps
 
 
-def compact(e: dict[str, Any]) -> str:
+def compact(e: dict[str, Any], device: str | None = None) -> str:
+    """One line; ``device`` is the topic's device (a different claim in the payload is shown)."""
     bundle = e.get("bundle") if isinstance(e.get("bundle"), dict) else {}
     assert isinstance(bundle, dict)
     crop = " +crop" if e.get("crop_jpeg_b64") else ""
@@ -103,7 +114,9 @@ def compact(e: dict[str, Any]) -> str:
         v = e.get(k)
         return f"{v:.3f}" if isinstance(v, int | float) else "?"
 
-    return (f"{e.get('captured_at', '?')} {e.get('device_id', '?')}/{e.get('camera_id', '?')}"
+    claimed = e.get("device_id", "?")
+    who = claimed if device is None or claimed == device else f"{device} (claims {claimed})"
+    return (f"{e.get('captured_at', '?')} {who}/{e.get('camera_id', '?')}"
             f" seq={e.get('seq', '?')} POSSIBLE MATCH {e.get('subject_ref', '?')}"
             f" [{e.get('category', '?')}] score={num('score')} thr={num('threshold')}"
             f" margin={num('margin')} track={e.get('track_id', '?')}"
