@@ -14,7 +14,9 @@ What the device does with a review (``Adjudicator.apply``):
 - every distinct review is written to the audit log (``adjudication`` record with
   the verifier ids); an identical message delivered twice (MQTT is at least
   once) is recorded once;
-- a false alert's crop is deleted at once (a ``deletion`` record follows);
+- a false alert's crop is deleted at once by the review that settles the event as a
+  false alert (a ``deletion`` record follows); a later ``false_alert`` about an event
+  already settled otherwise (say, confirmed) deletes nothing;
 - an event is *settled* by its first decisive outcome and counted once under it
   (``confirmed``, ``false_alert``, ``not_engaged``, ``duplicate``); later,
   different outcomes are still recorded but do not count again, so the public
@@ -27,6 +29,9 @@ What the device does with a review (``Adjudicator.apply``):
 
 The per-event state (raised, confirmers, settled outcome) is kept in a small
 JSON file so that a restart cannot reset the two-verifier rule or count twice.
+Order of a review's effects: the new state is worked out on a copy, the audit record
+is written, then the state is saved, then evidence and counters follow; a review the
+audit log refuses (guard, full disk) changes nothing and can be applied again.
 """
 
 from __future__ import annotations
@@ -189,7 +194,7 @@ class Adjudicator:
     def _apply(self, r: Review, now: datetime) -> Applied:
         ev = self._events.get(r.event_id)
         if ev is None and r.event_id in self.evidence:  # state lost but the crop is ours
-            ev = self._events[r.event_id] = _Event(now)
+            ev = _Event(now)
         if ev is None:
             records.adjudication(self.audit, now, event_id=r.event_id, outcome=r.outcome,
                                  verifier_ids=[r.verifier_id], decided_at=r.decided_at,
@@ -198,7 +203,7 @@ class Adjudicator:
         key = f"{r.verifier_id}|{r.outcome}|{iso_ts(r.decided_at)}"
         if key in ev.seen:
             return Applied(r.event_id, r.outcome, True, True, None, ev.settled, tuple(ev.confirmers), False)
-        ev.seen.append(key)
+        ev = _Event(ev.raised_at, ev.settled, list(ev.confirmers), [*ev.seen, key])  # committed below
         counted: str | None = None
         remark = ""
         verifier_ids = [r.verifier_id]
@@ -217,11 +222,12 @@ class Adjudicator:
             remark = f"already settled as {ev.settled}, not counted again"
         if counted is not None:
             ev.settled = counted
-        self._save()
         records.adjudication(self.audit, now, event_id=r.event_id, outcome=r.outcome,
                              verifier_ids=verifier_ids, decided_at=r.decided_at, note=_remark(remark, r.note))
+        self._events[r.event_id] = ev
+        self._save()
         deleted = False
-        if r.outcome == "false_alert":
+        if counted == "false_alert":
             deleted = self.evidence.delete(r.event_id, "adjudicated a false alert", now, self.audit)
         if counted is not None:
             self.counters.count_outcome(counted, now)
