@@ -16,6 +16,8 @@ from edge.configschema import build
 from edge.errors import ConfigError
 from edge.perception.imageio import DEFAULT_MAX_PIXELS
 
+DEFAULT_PATH = Path("/etc/edge/edge.toml")
+
 
 @dataclass(frozen=True)
 class DeviceConfig:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge.config import DEFAULT_PATH
 from edge.delivery.contract import AlertStream, device_from_topic, format_gaps, too_deep, validate_alert
 from edge.errors import BrokerError
 
@@ -49,6 +50,33 @@ def register(subparsers: Any) -> None:
                    help="exit after N distinct alerts")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="exit after S s")
     p.set_defaults(func=run)
+    o = subparsers.add_parser("outbox", help="the device's outbox: quarantine a corrupt one")
+    osub = o.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    q = osub.add_parser("quarantine", help="move a corrupt outbox aside (kept) with an audit record;"
+                                          " the device must be stopped")
+    q.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    q.set_defaults(func=run_quarantine)
+
+
+def run_quarantine(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from edge.audit import records
+    from edge.audit.log import AuditLog
+    from edge.config import load
+    from edge.delivery.outbox import quarantine
+
+    cfg = load(args.config)
+    now = datetime.now(UTC)
+    state = cfg.state.dir
+    # The audit log first: a running device holds its lock, so this refuses while it runs.
+    with AuditLog.open(state / "audit", cfg.device.id, now) as audit:
+        q = quarantine(state / "outbox.sqlite3", now)
+        records.outbox_quarantined(audit, now, file=q.file, quarantined_as=q.quarantined_as, sha256=q.sha256,
+                                   size=q.size, reason=q.reason)
+    print(f"outbox moved aside to {state / q.quarantined_as} ({q.reason}); its undelivered events"
+          " are not published; `edge run` starts with an empty outbox", file=sys.stderr)
+    return EXIT_OK
 
 
 @dataclass
