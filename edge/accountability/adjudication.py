@@ -40,7 +40,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -48,8 +48,9 @@ from edge.accountability.evidence import EvidenceStore
 from edge.audit import records
 from edge.audit.chain import iso_ts
 from edge.audit.records import OUTCOMES, AuditSink
-from edge.errors import ReviewError, StateError
+from edge.errors import MalformedError, ReviewError, StateError
 from edge.fsutil import atomic_write
+from edge.watchlist import canonical
 
 SCHEMA: Final = "edge.review/1"
 MAX_REVIEW_BYTES: Final = 4096
@@ -93,12 +94,10 @@ def parse_review(data: bytes) -> Review:
     """Validate one ``edge.review/1`` message; :class:`ReviewError` names what is wrong."""
     if len(data) > MAX_REVIEW_BYTES:
         raise ReviewError(f"review message of {len(data)} bytes (limit {MAX_REVIEW_BYTES})")
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ReviewError(f"review message is not JSON: {e}") from e
-    if not isinstance(obj, dict):
-        raise ReviewError("review message must be a JSON object")
+    try:  # the strict reader: no duplicate keys or NaN; deep nesting is a typed error
+        obj = canonical.loads_object(data, "review message")
+    except MalformedError as e:
+        raise ReviewError(str(e)) from e
     if obj.get("schema") != SCHEMA:
         raise ReviewError(f"review schema must be '{SCHEMA}', got {obj.get('schema')!r:.40}")
     unknown = sorted(set(obj) - _KEYS)
@@ -117,6 +116,10 @@ def parse_review(data: bytes) -> Review:
         raise ReviewError(f"review field 'decided_at' is not an ISO 8601 time: {e}") from e
     if decided_at.utcoffset() is None:
         raise ReviewError("review field 'decided_at' must carry a UTC offset (e.g. 'Z')")
+    try:  # in UTC, as the audit log writes it; 9999-12-31T23:59:59-23:59 is not a time
+        decided_at = decided_at.astimezone(UTC)
+    except OverflowError as e:
+        raise ReviewError("review field 'decided_at' is outside the representable years in UTC") from e
     note = _text(obj, "note") if "note" in obj else ""
     if len(note) > MAX_NOTE or any(ord(c) < 32 for c in note):
         raise ReviewError(f"review note must be one line of at most {MAX_NOTE} characters")
