@@ -106,3 +106,33 @@ def test_only_a_signed_resume_lifts_a_suspension(tmp_path: Path) -> None:
         assert resumed[-1]["reason"].startswith("signed resume 1 by duty-inspector-3")
         with pytest.raises(ReplayError):  # a resume works once
             store.admit_resume(resume(1), trust, "cam-north", current)
+
+
+def test_revoke_and_resume_are_signed_by_the_order_tools(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`edge order revoke|resume` write documents the device's store accepts (real key files)."""
+    import json
+
+    from edge.cli import main
+    from edge.watchlist.keys import load_signer
+    from edge.watchlist.trust import load_pinned
+    from tests.watchlist_world import pub
+
+    key = tmp_path / "ops.key"
+    assert main(["keys", "generate", "--kind", "signer", "--name", "ops", "--out", str(key)]) == 0
+    ops = load_signer(key)
+    w = World(order=ops)
+    trust = load_pinned(w.trust_envelope().encode())
+    assert trust.keys[next(iter(trust.roles["order"].keyids))] == pub(ops)
+    capsys.readouterr()
+    assert main(["order", "revoke", "DO-7", "--fleet", FLEET, "--list-seq", "3", "--key", str(key),
+                 "--out", str(tmp_path / "rev.bin")]) == 0
+    assert json.loads(capsys.readouterr().out)["signatures"]
+    assert main(["order", "resume", "--device-id", "cam-north", "--order-id", "DO-8", "--resume-seq", "1",
+                 "--decided-by", "inspector-3", "--reason", "budget reviewed", "--key", str(key),
+                 "--out", str(tmp_path / "resume.bin")]) == 0
+    store = OrderStore(tmp_path / "orders")
+    assert store.admit_revocations((tmp_path / "rev.bin").read_bytes(), trust, FLEET).list_seq == 3
+    order = store.admit_order(signed(w, order_id="DO-8", order_seq=8), trust, FLEET)
+    resume = store.admit_resume((tmp_path / "resume.bin").read_bytes(), trust, "cam-north", order)
+    assert (resume.order_id, resume.decided_by) == ("DO-8", "inspector-3")
