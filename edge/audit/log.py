@@ -27,7 +27,8 @@ A full or failing disk, decided policy: an append whose write or fsync fails is 
 back to the last good length (a segment it had just created is removed), so the
 caller gets :class:`AuditError`, nothing was recorded and the next append chains on
 the last good record; if even that cut fails, the log refuses every further append
-until it is reopened (``open`` then quarantines the remains as a torn tail). Appends
+until it is reopened (``open`` resumes from the last complete record and quarantines
+a torn remainder as above). Appends
 are refused with :class:`AuditSpaceError`, before anything is written, while the
 filesystem's free space would fall below ``reserve_bytes``; the reserve is left for
 the record written at open (a torn tail) and for the head file. A head file that
@@ -114,7 +115,6 @@ def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
 class _Position:
     """Where the log stood before an append: what a failed append is rolled back to."""
 
-    fd: int
     segment: Path | None
     size: int
     number: int
@@ -277,7 +277,7 @@ class AuditLog:
             check_size(line)
             if use_reserve:
                 self._check_space(len(line))
-            before = _Position(self._fd, self._segment, self._size, self._number, self._seq, self._head,
+            before = _Position(self._segment, self._size, self._number, self._seq, self._head,
                                self._prev_segment)
             try:
                 if self._segment is None:
@@ -293,8 +293,6 @@ class AuditLog:
             except OSError as e:
                 self._roll_back(before)
                 raise AuditError(f"audit append failed in {self.directory}: {e}; nothing was recorded") from e
-            if before.fd >= 0 and before.fd != self._fd:
-                os.close(before.fd)  # the previous segment, now complete
             with suppress(OSError):  # a lagging head file is accepted (see the module docstring)
                 atomic_write(self.directory / HEAD_FILE,
                               json.dumps({"segment": self._segment.name if self._segment else "",
@@ -320,16 +318,18 @@ class AuditLog:
             if self._segment != before.segment:
                 assert self._segment is not None
                 os.close(self._fd)
-                self._fd = before.fd
+                self._fd = -1
                 self._segment.unlink()
                 fsync_dir(self.directory)
+                if before.segment is not None:
+                    self._fd = os.open(before.segment, os.O_WRONLY | os.O_APPEND)
             else:
                 os.ftruncate(self._fd, before.size)
                 os.fsync(self._fd)
         except OSError as e:
             self._stuck = f"a failed write could not be undone ({e})"
             return
-        self._fd, self._segment, self._size = before.fd, before.segment, before.size
+        self._segment, self._size = before.segment, before.size
         self._number, self._seq, self._head = before.number, before.seq, before.head
         self._prev_segment = before.prev_segment
 
@@ -337,7 +337,8 @@ class AuditLog:
         prev = self._segment
         path = self.directory / segment_name(self._number + 1)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
-        # the previous segment's fd stays open until the append succeeds (see _roll_back)
+        if self._fd >= 0:
+            os.close(self._fd)  # _roll_back reopens the previous segment if this append fails
         self._number += 1
         self._fd, self._segment, self._size = fd, path, 0
         self._prev_segment = prev.name if rotate and prev is not None else None
