@@ -50,12 +50,14 @@ run: install testdata
 bench: install testdata
 	$(BIN)/python -m edge.bench
 
-# Coverage-guided fuzzing of the bundle verifier; atheris is installed only here.
+# Coverage-guided fuzzing of the bundle verifier and of the review/order parsers;
+# atheris is installed only here. FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
 fuzz: install
 	$(BIN)/pip install --quiet -e '.[fuzz]'
-	mkdir -p $(CACHE)/fuzz/bundle
+	mkdir -p $(CACHE)/fuzz/bundle $(CACHE)/fuzz/parsers
 	$(BIN)/python tests/fuzz/fuzz_bundle.py $(CACHE)/fuzz/bundle -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=2048
+	$(BIN)/python tests/fuzz/fuzz_parsers.py $(CACHE)/fuzz/parsers -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=2048
 
 # --- model build (TensorFlow and friends live only in $(BUILD_VENV)) -------------
 $(BUILD_VENV)/.installed: models/requirements-build.txt

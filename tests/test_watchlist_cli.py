@@ -142,7 +142,7 @@ def test_order_sign_and_verify(signed_world: Path, capsys: pytest.CaptureFixture
         "valid_from": canonical.format_time(now - timedelta(hours=1)),
         "valid_until": canonical.format_time(now + timedelta(hours=8)),
         "authorising_ref": "AUTH-1", "dpia_ref": "DPIA-1", "equality_impact_ref": "EIA-1",
-        "rights_impact_ref": "HRA-1", "public_notice_ref": "NOTICE-1",
+        "rights_impact_ref": "HRA-1", "public_notice_ref": "NOTICE-1", "order_seq": 1,
     }
     (k / "order.json").write_text(json.dumps(doc))
     assert _run(capsys, "order", "sign", f"{k}/order.json", "--key", f"{k}/ops.key",

@@ -244,6 +244,30 @@ def _order_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign_new(env: Envelope, args: argparse.Namespace) -> int:
+    from edge.fsutil import atomic_write
+
+    for kp in args.key:
+        env = env.sign(keys.load_signer(kp))
+    atomic_write(args.out, env.encode(), mode=0o644)
+    _print({"out": str(args.out), "content_sha256": env.content_sha256(),
+            "signatures": [s.keyid.hex() for s in env.signatures]})
+    return 0
+
+
+def _order_revoke(args: argparse.Namespace) -> int:
+    from edge.watchlist.order import revocations_document
+
+    return _sign_new(revocations_document(args.fleet, args.list_seq, _now(args), args.order_ids), args)
+
+
+def _order_resume(args: argparse.Namespace) -> int:
+    from edge.watchlist.order import resume_document
+
+    return _sign_new(resume_document(args.device_id, args.order_id, args.resume_seq, _now(args),
+                                     args.decided_by, args.reason), args)
+
+
 def _order_verify(args: argparse.Namespace) -> int:
     from edge.watchlist.order import verify_order
     from edge.watchlist.trust import load_pinned
@@ -342,13 +366,32 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", type=Path)
     p.set_defaults(func=_bundle_inspect)
 
-    o = subparsers.add_parser("order", help="deployment orders: sign, verify")
+    o = subparsers.add_parser("order", help="deployment orders: sign, revoke, resume, verify")
     os_ = o.add_subparsers(dest="action", required=True)
     p = os_.add_parser("sign", help="sign an order (JSON document or envelope)")
     p.add_argument("file", type=Path)
     p.add_argument("--key", type=Path, action="append", required=True)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_order_sign)
+    p = os_.add_parser("revoke", help="sign a revocation list: devices refuse the named orders")
+    p.add_argument("order_ids", nargs="*", metavar="ORDER_ID")
+    p.add_argument("--fleet", required=True)
+    p.add_argument("--list-seq", type=int, required=True, help="higher than the last list issued")
+    p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--now")
+    p.set_defaults(func=_order_revoke)
+    p = os_.add_parser("resume", help="sign a resume: lifts a false-alert suspension of one order on one"
+                                     " device (the only way to lift one)")
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--order-id", required=True)
+    p.add_argument("--resume-seq", type=int, required=True, help="higher than the last resume for the device")
+    p.add_argument("--decided-by", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--now")
+    p.set_defaults(func=_order_resume)
     p = os_.add_parser("verify", help="verify; with --device-id/--camera-id also the window")
     p.add_argument("file", type=Path)
     p.add_argument("--trust", type=Path, required=True)

@@ -18,28 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.errors import EnrolmentError, ImageError
-from edge.perception.types import KEYPOINT_NAMES, RGBImage
+from edge.errors import EnrolmentError
+from edge.perception.imageio import load_image
+from edge.perception.types import KEYPOINT_NAMES
 
 if TYPE_CHECKING:
     from edge.perception.analyzer import AnalyzedFace, FaceAnalyzer
-
-
-def load_image(path: Path | str) -> RGBImage:
-    """Read an image file as RGB uint8; ``ImageError`` when it cannot be decoded."""
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"{p}: no such file")
-    try:
-        data = np.fromfile(p, dtype=np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except (OSError, cv2.error) as e:
-        raise ImageError(f"{p}: cannot read: {e}") from e
-    if bgr is None:
-        raise ImageError(f"{p}: not a readable image (JPEG, PNG, ...)")
-    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
 def _analyzer(args: argparse.Namespace) -> FaceAnalyzer:

@@ -139,7 +139,7 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         "valid_until": iso_utc(now + order_window[1], "seconds"),
         "authorising_ref": "AUTH-DEMO-1", "dpia_ref": "DPIA-DEMO-1",
         "equality_impact_ref": "EIA-DEMO-1", "rights_impact_ref": "HRIA-DEMO-1",
-        "public_notice_ref": "NOTICE-DEMO-1", "retention_days": 31,
+        "public_notice_ref": "NOTICE-DEMO-1", "order_seq": 1, "retention_days": 31,
         "public_contact": "lfr-enquiries@example.org", "require_two_verifiers": require_two_verifiers,
     }
     if false_alert_budget is not None:  # false alerts per 10,000 faces (edge.accountability.monitor)
