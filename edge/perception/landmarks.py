@@ -134,7 +134,7 @@ class _Level:
     idx1: npt.NDArray[np.intp]  # (T * S,) first pixel of each split, tree-major
     idx2: npt.NDArray[np.intp]
     thresh: npt.NDArray[np.float32]  # (T * S,)
-    leaves: npt.NDArray[np.float32]  # (2 * parts, T * L): one column per leaf
+    leaves: npt.NDArray[np.float32]  # (T * L, 2 * parts): one row per leaf, tree-major
 
 
 class ShapePredictor:
@@ -155,7 +155,7 @@ class ShapePredictor:
                     idx1=np.asarray(arrays["split_idx1"][c], np.intp).reshape(-1),
                     idx2=np.asarray(arrays["split_idx2"][c], np.intp).reshape(-1),
                     thresh=np.asarray(arrays["split_thresh"][c], np.float32).reshape(-1),
-                    leaves=np.ascontiguousarray(leaf_values[c].reshape(trees * n_leaves, -1).T),
+                    leaves=np.ascontiguousarray(leaf_values[c].reshape(trees * n_leaves, -1)),
                 )
                 for c in range(levels)
             ]
@@ -197,14 +197,11 @@ class ShapePredictor:
         it, the integer mean of its channels (``to_gray``), without converting the
         whole frame.
         """
-        if image.ndim == 2:
-            h, w = image.shape
-            pixels: npt.NDArray[np.uint8] = image.reshape(-1)
-        elif image.ndim == 3 and image.shape[2] == 3:
-            h, w = image.shape[:2]
-            pixels = image.reshape(-1, 3)
-        else:
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             raise ValueError(f"need a grey (H, W) or RGB (H, W, 3) image, got {image.shape}")
+        h, w = image.shape[:2]
+        channels = 1 if image.ndim == 2 else 3
+        flat = np.ascontiguousarray(image).reshape(-1)  # a view unless `image` is one
         left, top, right, bottom = (float(v) for v in rect)
         span_x, span_y = right - left, bottom - top
         shape = self.mean_shape.reshape(-1).copy()  # x0, y0, x1, y1, ...
@@ -218,19 +215,22 @@ class ShapePredictor:
             x = np.floor(ux.astype(np.float64) * span_x + (left + 0.5)).astype(np.intp)
             y = np.floor(uy.astype(np.float64) * span_y + (top + 0.5)).astype(np.intp)
             inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-            at = pixels[np.where(inside, y * w + x, 0)]
-            if at.ndim == 2:
-                at = at.sum(axis=1, dtype=np.uint16) // 3
-            values = np.where(inside, at, 0).astype(np.float32)
+            at = np.where(inside, (y * w + x) * channels, 0)
+            if channels == 1:
+                grey = flat[at]
+            else:
+                grey = (flat[at].astype(np.uint16) + flat[at + 1] + flat[at + 2]) // 3
+            values = np.where(inside, grey, 0).astype(np.float32)
+            # Every split of every tree at once (cheap gathers), then one step per level.
+            right_child = (values[lv.idx1] - values[lv.idx2]) <= lv.thresh
             node = np.zeros_like(self._split_base)
             for _ in range(self.depth):
-                k = self._split_base + node
-                right_child = (values[lv.idx1[k]] - values[lv.idx2[k]]) <= lv.thresh[k]
-                node = 2 * node + 1 + right_child
-            # dlib adds the trees' vectors to the shape one after the other in float32;
-            # a running sum (not numpy's pairwise one) rounds the same way.
-            steps = np.concatenate([shape[:, None], lv.leaves[:, self._leaf_base + node]], axis=1)
-            shape = np.cumsum(steps, axis=1, dtype=np.float32)[:, -1]
+                node = 2 * node + 1 + right_child[self._split_base + node]
+            # dlib adds the trees' vectors to the shape one after the other in float32.
+            # numpy sums along the outer axis of a C-ordered array row after row (its
+            # pairwise summation is only for the contiguous axis), so this rounds the same.
+            steps = np.concatenate([shape[None, :], lv.leaves[self._leaf_base + node]])
+            shape = steps.sum(axis=0)
         return shape.reshape(-1, 2).astype(np.float64)
 
     def predict(self, image: GrayImage | RGBImage, rect: Rect) -> F64:
