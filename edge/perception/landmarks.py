@@ -183,6 +183,8 @@ class ShapePredictor:
     def _rotation_scale(self, shape: npt.NDArray[np.float32]) -> tuple[float, float]:
         # Least-squares similarity from the mean shape to `shape` (Umeyama 1991, closed
         # form in 2-D): x' = a x - b y, y' = b x + a y; the translation is not needed.
+        if self._mean_var == 0.0:  # a single landmark: dlib uses the identity
+            return 1.0, 0.0
         cur = shape.astype(np.float64)
         cur -= cur.mean(axis=0)
         m = self._centred_mean
