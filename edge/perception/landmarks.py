@@ -14,8 +14,9 @@ cascade level
    greater than t", children 2i+1 and 2i+2) and adds the vectors of the
    leaves it reaches to the shape.
 
-All trees of a level are walked together, one depth step at a time, so a
-face costs a few dozen numpy calls whatever the number of trees. The arrays
+Every split of a level is evaluated at once, then all its trees are walked
+together one depth step at a time, so a face costs a few hundred numpy calls
+whatever the number of trees. The arrays
 come from ``models/build_landmarks.py``; the manifest entry pins their sha256.
 
 Points, in dlib's order (the subject's left eye is on the image's right):
@@ -44,12 +45,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import ModelError
+from edge.errors import ImageError, ModelError
 from edge.perception.manifest import ModelEntry, load_manifest, verify_entry
 from edge.perception.types import RGBImage
 
 FAMILY = "dlib_landmarks5"
-NUM_POINTS = 5
 GrayImage = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
 
@@ -200,7 +200,7 @@ class ShapePredictor:
         whole frame.
         """
         if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-            raise ValueError(f"need a grey (H, W) or RGB (H, W, 3) image, got {image.shape}")
+            raise ImageError(f"need a grey (H, W) or RGB (H, W, 3) image, got {image.shape}")
         h, w = image.shape[:2]
         channels = 1 if image.ndim == 2 else 3
         flat = np.ascontiguousarray(image).reshape(-1)  # a view unless `image` is one
@@ -223,7 +223,7 @@ class ShapePredictor:
             else:
                 grey = (flat[at].astype(np.uint16) + flat[at + 1] + flat[at + 2]) // 3
             values = np.where(inside, grey, 0).astype(np.float32)
-            # Every split of every tree at once (cheap gathers), then one step per level.
+            # Every split of every tree at once (cheap gathers), then one step per depth.
             right_child = (values[lv.idx1] - values[lv.idx2]) <= lv.thresh
             node = np.zeros_like(self._split_base)
             for _ in range(self.depth):
@@ -247,7 +247,6 @@ class ShapePredictor:
 __all__ = [
     "FAMILY",
     "KEYPOINTS_TO_DLIB",
-    "NUM_POINTS",
     "Rect",
     "RectMapping",
     "ShapePredictor",
