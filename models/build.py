@@ -2,9 +2,9 @@
 """``make models``: rebuild every model file and its manifest entry from pinned sources.
 
 Runs in the build venv (TensorFlow, ai-edge-quantizer; never on the device):
-first the BlazeFace detectors, then the dlib embedder, then the model card
-measured on them. The dlib-dependent steps
-(alignment template fit, reference descriptors) are separate and run by hand,
+first the BlazeFace detectors, then the dlib embedder and landmark model, then
+the model card measured on them. The dlib-dependent steps (alignment template
+fit, reference descriptors, reference landmarks) are separate and run by hand,
 since dlib takes 10-20 minutes to compile; their outputs are committed.
 """
 
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
          "--out", str(args.out)],
         [sys.executable, str(HERE / "build_embedder.py"), "--sources", str(args.sources),
          "--testdata", str(args.testdata), "--out", str(args.out)],
+        # dlib's 5-point landmark model as numpy arrays (no TensorFlow, no dlib).
+        [sys.executable, str(HERE / "build_landmarks.py"), "--sources", str(args.sources),
+         "--out", str(args.out)],
         # The model card (threshold floor, measured rates) must describe these files.
         [sys.executable, str(HERE / "model_card.py"), "--models-dir", str(args.out),
          "--testdata", str(args.testdata)],

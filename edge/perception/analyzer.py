@@ -55,8 +55,11 @@ class FaceAnalyzer:
         detector_family: str = "blazeface_full_range",
         delegate_loader: DelegateLoader = default_delegate_loader,
         num_threads: int = 2,
+        aligner: str = "keypoints",
     ) -> FaceAnalyzer:
-        """Both models from the manifest; ``variant`` ("float" or "int8") pins both."""
+        """Both models from the manifest; ``variant`` ("float" or "int8") pins both;
+        ``aligner`` is one of ``edge.perception.align5.ALIGNERS``."""
+        from edge.perception.align5 import make_aligner
         from edge.perception.detector import BlazeFaceDetector
 
         pinned = None
@@ -70,7 +73,7 @@ class FaceAnalyzer:
         embedder = DlibEmbedder.from_models_dir(
             models_dir, variant=pinned, delegate_loader=delegate_loader,
             num_threads=num_threads)
-        return cls(detector, embedder)
+        return cls(detector, embedder, make_aligner(aligner, models_dir))
 
     def detect(self, image: RGBImage) -> list[Detection]:
         if not self.close_up_retry:
