@@ -21,7 +21,7 @@ from edge.perception.manifest import DEFAULT_EMBEDDER, load_manifest
 from edge.perception.runtime import open_model
 
 # family -> embedding size, may it be the default under the provenance rule
-FAMILIES = {"mobileface_v2": (256, True)}
+FAMILIES = {"mobileface_v2": (256, True), "mobilefacenet_expo": (192, False)}
 OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg")
 OTHERS_ONE_FACE = ("biden.jpg", "astronaut.png", "Tom_Hanks_54745.png")
 # Measured int8-vs-float cosine on these faces; the floors leave room for rounding only.
