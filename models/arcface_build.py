@@ -74,7 +74,8 @@ def face_set(testdata: Path, models_dir: Path) -> np.ndarray:
     return np.stack(chips)
 
 
-def convert(fn: Any, calibration: list[np.ndarray] | None) -> bytes:
+def convert(fn: Any, calibration: list[np.ndarray] | None,
+            prepare: Callable[[np.ndarray], np.ndarray] = normalise) -> bytes:
     """float32 TFLite, or full int8 (int8 I/O, per-channel weights) calibrated on uint8 chips."""
     import tensorflow as tf
 
@@ -82,7 +83,7 @@ def convert(fn: Any, calibration: list[np.ndarray] | None) -> bytes:
     if calibration is not None:
         def representative() -> Iterator[list[np.ndarray]]:
             for chip in calibration:
-                yield [normalise(chip[None])]
+                yield [prepare(chip[None])]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
@@ -109,10 +110,11 @@ def check_edgetpu_ops(path: Path) -> list[str]:
     return ops
 
 
-def run(path: Path, chips: np.ndarray) -> np.ndarray:
+def run(path: Path, chips: np.ndarray,
+        prepare: Callable[[np.ndarray], np.ndarray] = normalise) -> np.ndarray:
     from edge.perception.runtime import open_file
 
-    out: np.ndarray = open_file(path).run(normalise(chips))[0]
+    out: np.ndarray = open_file(path).run(prepare(chips))[0]
     return out
 
 
@@ -150,7 +152,7 @@ def sha256(path: Path) -> str:
 
 def write_pair(
     *, family: str, models_dir: Path, fp32: Path, int8: Path, common: Mapping[str, Any],
-    int8_quantization: str, extra: Callable[[str], Mapping[str, Any]] | None = None,
+    int8_quantization: str, chip_input: Mapping[str, Any] = CHIP_INPUT,
 ) -> dict[str, dict[str, Any]]:
     """Manifest entries of one family (float32 + int8), measured here, written atomically."""
     from build_embedder import io_spec, write_manifest
@@ -168,15 +170,13 @@ def write_pair(
             "file": path.name, "sha256": sha256(path), "role": "embedder", "family": family,
             "variant": variant, "inputs": inputs, "outputs": outputs, "quantization": quant,
             **common,
-            "alignment_template": arcface_template_json(), "chip_input": dict(CHIP_INPUT),
+            "alignment_template": arcface_template_json(), "chip_input": dict(chip_input),
             "ops": op_list(path),
             "cpu_preferred": variant == preferred,
             "cpu_latency_ms": {**speed[variant], "runtime": RUNTIME},
         }
         if variant == "int8":
             entry["edgetpu_file"] = path.stem + "_edgetpu.tflite"
-        if extra is not None:
-            entry.update(extra(variant))
         entries[path.stem] = entry
     write_manifest(models_dir, entries, family)
     return entries

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
          "--testdata", str(args.testdata), "--out", str(args.out)],
         [sys.executable, str(HERE / "build_mobilefacenet.py"), "--sources", str(args.sources),
          "--testdata", str(args.testdata), "--out", str(args.out)],
+        [sys.executable, str(HERE / "build_faceplugin.py"), "--sources", str(args.sources),
+         "--testdata", str(args.testdata), "--out", str(args.out)],
         # The model card (threshold floor, measured rates) must describe these files.
         [sys.executable, str(HERE / "model_card.py"), "--models-dir", str(args.out),
          "--testdata", str(args.testdata)],

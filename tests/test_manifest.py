@@ -47,7 +47,7 @@ def test_embedder_entries_carry_provenance(models_dir: Path) -> None:
     raw = json.loads((models_dir / "manifest.json").read_text())["models"]
     manifest = load_manifest(models_dir)
     families = {e.family for e in manifest.models.values() if e.role == "embedder"}
-    assert {"dlib_resnet_v1", "mobileface_v2", "mobilefacenet_expo"} <= families
+    assert {"dlib_resnet_v1", "mobileface_v2", "mobilefacenet_expo", "faceplugin_fr"} <= families
     for family in families:
         entries = manifest.family(family)
         assert {e.variant for e in entries} == {"float32", "int8"}, family
