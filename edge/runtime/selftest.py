@@ -105,7 +105,6 @@ def check_accelerator(models: ModelsConfig) -> Check:
 
     from edge.perception.manifest import load_manifest
     from edge.perception.runtime import default_delegate_loader, open_model
-    from edge.watchlist.model import EMBEDDER_FAMILY
 
     # The same choice as edge.runtime.wiring.build_device: no delegate when the config says so.
     loader = default_delegate_loader if models.edgetpu else _tpu_disabled
@@ -114,7 +113,7 @@ def check_accelerator(models: ModelsConfig) -> Check:
     try:
         manifest = load_manifest(models.dir)
         for family, variant in ((models.detector, models.detector_variant),
-                                (EMBEDDER_FAMILY, models.embedder_variant)):
+                                (models.embedder, models.embedder_variant)):
             model = open_model(manifest, family, variant=None if variant == "auto" else variant,
                                delegate_loader=loader, num_threads=models.threads, verify=False)
             t0 = time.monotonic()

@@ -8,20 +8,18 @@ it by the model tests, so one reference covers every backend of one model.
 from __future__ import annotations
 
 from edge.accountability.governance import threshold_floor
-from edge.perception.manifest import Manifest
+from edge.perception.manifest import DEFAULT_EMBEDDER, Manifest
 from edge.watchlist.bundle import ModelRef
 
-EMBEDDER_FAMILY = "dlib_resnet_v1"
 
-
-def embedder_ref(manifest: Manifest) -> ModelRef:
-    entry = manifest.variant(EMBEDDER_FAMILY, "float32")
+def embedder_ref(manifest: Manifest, family: str = DEFAULT_EMBEDDER) -> ModelRef:
+    entry = manifest.variant(family, "float32")
     return ModelRef(entry.family, entry.sha256)
 
 
-def embedder_floor(manifest: Manifest) -> float:
+def embedder_floor(manifest: Manifest, family: str = DEFAULT_EMBEDDER) -> float:
     """The measured model card's floor: no bundle or config may match below it.
 
     There is deliberately no default: without a card the device refuses to run.
     """
-    return threshold_floor(manifest, EMBEDDER_FAMILY)
+    return threshold_floor(manifest, family)
