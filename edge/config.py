@@ -1,7 +1,11 @@
 """The device configuration (``/etc/edge/edge.toml``), validated once at start.
 
-Every component receives only its own section. Relative paths are resolved
-against the config file's folder, so a config and its keys can travel together.
+The defaults below are the only ones: a component is built from its own section
+(``wiring.build_device``), with keyword arguments named like the section's keys
+where it can, and a component's own keyword defaults refer back to these fields
+(e.g. ``IoUTracker(iou=TrackingConfig.iou)``, ``LinkConfig.reconnect_max_s``).
+Relative paths are resolved against the config file's folder, so a config and its
+keys can travel together.
 """
 
 from __future__ import annotations
@@ -12,8 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edge.configschema import build
+from edge.configschema import build, check_range
+from edge.delivery.topics import Topics
 from edge.errors import ConfigError
+from edge.perception.imageio import DEFAULT_MAX_PIXELS
+from edge.perception.manifest import DEFAULT_EMBEDDER
+
+DEFAULT_PATH = Path("/etc/edge/edge.toml")
 
 
 @dataclass(frozen=True)
@@ -55,9 +64,13 @@ class ModelsConfig:
     dir: Path | None = None  # default: the models shipped with the firmware
     detector: Literal["blazeface_full_range", "blazeface_short_range"] = "blazeface_full_range"
     detector_variant: Literal["auto", "float32", "fp16", "int8"] = "auto"
+    embedder: str = DEFAULT_EMBEDDER  # recogniser family in the models manifest
     embedder_variant: Literal["auto", "float32", "int8"] = "auto"
     edgetpu: bool = True  # try libedgetpu when it loads
     threads: int = 2
+
+    def validate(self, prefix: str) -> None:
+        check_range(prefix, "threads", self.threads, 1, 64)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,8 @@ class DetectionConfig:
             raise ConfigError(f"{prefix}.tile", "must be >= 64 pixels")
         if self.roi is not None and (self.roi[2] <= self.roi[0] or self.roi[3] <= self.roi[1]):
             raise ConfigError(f"{prefix}.roi", "must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
+        check_range(prefix, "score_threshold", self.score_threshold, 0.0, 1.0)
+        check_range(prefix, "motion_threshold", self.motion_threshold, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -89,11 +104,24 @@ class TrackingConfig:
     n: int = 4  # ... out of the last n embeddings
     cooldown_s: float = 30.0  # per subject
 
+    def validate(self, prefix: str) -> None:
+        check_range(prefix, "iou", self.iou, 0.0, 1.0)
+        check_range(prefix, "max_missed", self.max_missed, 0)
+        check_range(prefix, "embed_every", self.embed_every, 1)
+        check_range(prefix, "max_embeds", self.max_embeds, 1)
+        check_range(prefix, "min_quality", self.min_quality, 0.0, 1.0)
+        check_range(prefix, "n", self.n, 1)
+        check_range(prefix, "k", self.k, 1, self.n)  # k consistent matches out of n
+        check_range(prefix, "cooldown_s", self.cooldown_s, 0.0)
+
 
 @dataclass(frozen=True)
 class MatchingConfig:
     # None: the bundle's threshold. A value may only raise it, never lower it.
     threshold: float | None = None
+
+    def validate(self, prefix: str) -> None:  # the model card's floor is checked when models load
+        check_range(prefix, "threshold", self.threshold, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,8 @@ class BrokerConfig:
     reconnect_max_s: float = 10.0  # backoff cap (with jitter) between reconnect attempts
 
     def validate(self, prefix: str) -> None:
+        check_range(prefix, "keepalive", self.keepalive, 0, 65535)
+        check_range(prefix, "reconnect_max_s", self.reconnect_max_s, 0.1)
         if not 0 < self.port < 65536:
             raise ConfigError(f"{prefix}.port", "must be 1..65535")
         if self.tls and (self.ca is None or self.cert is None or self.key is None):
@@ -136,11 +166,28 @@ class OutboxConfig:
     max_bytes: int = 256 * 1024 * 1024
     drain_timeout_s: float = 10.0  # on SIGTERM, how long to try to flush before exiting
 
+    def validate(self, prefix: str) -> None:
+        check_range(prefix, "max_events", self.max_events, 1)
+        check_range(prefix, "max_bytes", self.max_bytes, 1)
+        check_range(prefix, "drain_timeout_s", self.drain_timeout_s, 0.0)
+
 
 @dataclass(frozen=True)
 class AlertsConfig:
     include_crop: bool = True
-    crop_quality: int = 85
+    crop_quality: int = 85  # JPEG quality
+
+    def validate(self, prefix: str) -> None:
+        check_range(prefix, "crop_quality", self.crop_quality, 1, 100)
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image file, read from its header before decoding
+
+    def validate(self, prefix: str) -> None:
+        if self.max_pixels < 1:
+            raise ConfigError(f"{prefix}.max_pixels", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -148,6 +195,10 @@ class StatsConfig:
     interval_s: float = 60.0
     status_interval_s: float = 30.0
     checkpoint_interval_s: float = 900.0  # signed audit checkpoints (needs trust.signing_key)
+
+    def validate(self, prefix: str) -> None:
+        for name in ("interval_s", "status_interval_s", "checkpoint_interval_s"):
+            check_range(prefix, name, getattr(self, name), 0.1)
 
 
 @dataclass(frozen=True)
@@ -164,10 +215,11 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     @property
-    def topic_prefix(self) -> str:
-        return self.broker.topic_prefix or f"edge/{self.device.id}"
+    def topics(self) -> Topics:
+        return Topics.for_device(self.device.id, self.broker.topic_prefix)
 
 
 def _resolve_paths(obj: Any, base: Path) -> Any:

@@ -2,8 +2,9 @@
 
 Each config section is a frozen dataclass whose fields carry types and defaults.
 ``build(cls, table, path)`` checks every key once at start: unknown keys are
-refused with a close-match suggestion, types are checked, and the error names
-the dotted key so the installer knows exactly what to fix.
+refused with a close-match suggestion, types are checked (a float must be finite:
+TOML's ``nan`` and ``inf`` are refused), and the error names the dotted key so the
+installer knows exactly what to fix. Ranges are each section's ``validate``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -65,6 +67,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -79,6 +83,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(key, f"expected a path string, got {value!r}")
         return Path(value)
     raise ConfigError(key, f"unsupported type {tp!r}")  # a schema bug, named all the same
+
+
+def check_range(prefix: str, name: str, value: float | None, lo: float, hi: float = math.inf) -> None:
+    """Refuse ``value`` outside [lo, hi] (None passes: an optional key left unset)."""
+    if value is not None and not lo <= value <= hi:
+        span = f">= {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{prefix}.{name}", f"must be {span}, got {value!r}")
 
 
 def build(cls: type[T], table: dict[str, Any], prefix: str = "") -> T:

@@ -191,6 +191,10 @@ class AuditError(EdgeError):
         self.index = index
 
 
+class AuditSpaceError(AuditError):
+    """The audit log's filesystem is below its space reserve; nothing was written."""
+
+
 class AuditGuardError(AuditError):
     """A value offered to the audit log looks like biometric data (template, crop, image)
     and was refused; ``path`` names where in the record's data it was found."""

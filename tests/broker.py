@@ -15,23 +15,16 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-MOSQUITTO = Path(os.environ.get("EDGE_TEST_MOSQUITTO", "/usr/sbin/mosquitto"))
-SYSTEM_PORT = 1883
+from edge.errors import BrokerError
+from edge.scenario.broker import SYSTEM_PORTS, find_mosquitto, free_port, start_mosquitto
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    if port in (SYSTEM_PORT, 8883):  # pragma: no cover - the kernel does not hand these out
-        return free_port()
-    return port
+MOSQUITTO = find_mosquitto()  # the demo's launcher, shared (edge.scenario.broker)
+SYSTEM_PORT = SYSTEM_PORTS[0]
 
 
 @dataclass(frozen=True)
@@ -92,8 +85,8 @@ class Broker:
         acl: str | None = None,
         port: int | None = None,
     ) -> None:
-        if not MOSQUITTO.exists():
-            raise FileNotFoundError(f"{MOSQUITTO} missing: apt-get install mosquitto")
+        if MOSQUITTO is None:
+            raise FileNotFoundError("mosquitto missing: apt-get install mosquitto")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
@@ -161,19 +154,12 @@ class Broker:
             atexit.register(self.kill)
             self._atexit = True
         with (self.workdir / "mosquitto.stderr").open("ab") as err:
-            self._proc = subprocess.Popen(
-                [str(MOSQUITTO), "-c", str(self.config_path)],
-                stdout=subprocess.DEVNULL, stderr=err,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.tail()}")
-            if self._listening():
-                return self
-            time.sleep(0.02)
-        self.kill()
-        raise TimeoutError(f"mosquitto did not listen on {self.port}: {self.tail()}")
+            try:
+                self._proc = start_mosquitto(self.config_path, self._listening, stderr=err,
+                                             timeout=timeout)
+            except BrokerError as e:
+                raise RuntimeError(f"{e}: {self.tail()}") from e
+        return self
 
     def _listening(self) -> bool:
         # The broker logs its listener once it is bound: no probe connection needed.
@@ -220,7 +206,7 @@ class Broker:
 
 
 def have_mosquitto() -> bool:
-    return MOSQUITTO.exists() and shutil.which("openssl") is not None
+    return MOSQUITTO is not None and shutil.which("openssl") is not None
 
 
 class Subscriber:
@@ -294,6 +280,19 @@ class Subscriber:
                     return False
                 self._cond.wait(min(left, 0.2))
         return True
+
+    def barrier(self, topic: str, timeout: float = 10.0) -> bool:
+        """Publish a marker on ``topic`` (one this subscriber receives) and wait for it.
+
+        Mosquitto handles messages one at a time and delivers them to a subscription
+        in order, so once the marker is back every message the broker had accepted
+        before it (e.g. all a device published before it exited) has been delivered.
+        """
+        import uuid
+
+        marker = f"barrier-{uuid.uuid4().hex}".encode()
+        self.client.publish(topic, marker, qos=1)
+        return self.wait_for(lambda s: any(p == marker for _t, p, _r in s.messages), timeout)
 
     def close(self) -> None:
         self.client.disconnect()

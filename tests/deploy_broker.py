@@ -15,11 +15,10 @@ import os
 import re
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.broker import MOSQUITTO, free_port
+from edge.scenario.broker import free_port, start_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 PKI_SH = ROOT / "deploy" / "pki" / "pki.sh"
@@ -117,22 +116,13 @@ class DeployBroker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DeployBroker:
-        self.proc = subprocess.Popen([str(MOSQUITTO), "-c", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise AssertionError(f"mosquitto exited: {err} {self.log_text()}")
-            if " running" in self.log_text():
-                try:
-                    return self.provision()
-                except BaseException:
-                    self.stop()
-                    raise
-            time.sleep(0.02)
-        self.stop()
-        raise AssertionError(f"mosquitto did not start: {self.log_text()}")
+        self.proc = start_mosquitto(self.config, lambda: " running" in self.log_text(),
+                                    stderr=subprocess.PIPE)
+        try:
+            return self.provision()
+        except BaseException:
+            self.stop()
+            raise
 
     def provision(self) -> DeployBroker:
         """Grant every identity of the PKI its ACLs through the plugin, as an operator would."""

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from edge.delivery.topics import Topics
 from edge.scenario.demo import Deployment
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
@@ -51,6 +52,7 @@ from tests.e2e import (
 pytestmark = pytest.mark.slow
 
 DEVICE = "dev-demo"
+TOPICS = Topics.for_device(DEVICE)
 CONTACT = "lfr-enquiries@example.org"  # edge.scenario.demo's order
 FAST_STATUS = "\n[stats]\nstatus_interval_s = 2.0\n"
 # Passes of every watchlisted person twice, spread over 36 s (seed 8: entries at
@@ -59,13 +61,13 @@ SPREAD = ("--passes", "2", "--repeat-gap", "4", "--speed-min", "250", "--speed-m
 
 
 def consumer(broker: Broker) -> Subscriber:
-    return Subscriber(broker, (f"edge/{DEVICE}/#",), client_id=f"central-{time.monotonic_ns()}")
+    return Subscriber(broker, (TOPICS.leaf("#"),), client_id=f"central-{time.monotonic_ns()}")
 
 
 def messages(sub: Subscriber, leaf: str, start: int = 0) -> list[tuple[int, dict[str, Any]]]:
     """(arrival index, document) of each message on ``edge/<device>/<leaf>`` from index ``start``."""
     seen = list(sub.messages)  # appended to by the subscriber's thread; a copy is a consistent prefix
-    topic = f"edge/{DEVICE}/{leaf}"
+    topic = TOPICS.leaf(leaf)
     return [(i, json.loads(p)) for i, (t, p, _r) in enumerate(seen) if i >= start and t == topic]
 
 
@@ -75,7 +77,7 @@ def docs(sub: Subscriber, leaf: str, start: int = 0) -> list[dict[str, Any]]:
 
 def retained(broker: Broker, leaf: str) -> dict[str, Any]:
     """What a newcomer reads on a retained topic now."""
-    sub = Subscriber(broker, (f"edge/{DEVICE}/{leaf}",), client_id=f"public-{time.monotonic_ns()}")
+    sub = Subscriber(broker, (TOPICS.leaf(leaf),), client_id=f"public-{time.monotonic_ns()}")
     try:
         assert sub.wait_for(lambda s: len(s.payloads(f"/{leaf}")) >= 1, timeout=10), f"nothing on {leaf}"
         doc: dict[str, Any] = json.loads(sub.payloads(f"/{leaf}")[-1])
@@ -181,7 +183,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
             assert sub.wait_for(lambda s: any(d["state"] == "recognising" for d in docs(s, "status", mark)),
                                 timeout=120), log_of(dep, "run2.log")[-3000:]
             false_id, confirmed_id = alerts[0]["event_id"], alerts[1]["event_id"]
-            topic = f"edge/{DEVICE}/review"
+            topic = TOPICS.review
             sent = [review(false_id, "false_alert", "officer-17"),
                     review(confirmed_id, "confirmed", "officer-22")]
             for _attempt in range(3):  # MQTT is at least once: each review goes twice, recorded once
@@ -194,7 +196,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
             assert wait_exit(proc, 120) == 0, log_of(dep, "run2.log")[-3000:]  # the scene runs out
         finally:
             stop_firmware(proc)
-        time.sleep(0.5)
+        assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
         fin = Finished(dep, broker, expected, sum(p["start_frame"] is not None for p in truth["passes"]),
                        alerts, lfr_run1, counters_run1, retained_run1, false_id, confirmed_id,
                        docs(sub, "audit/checkpoint"), docs(sub, "lfr", mark), docs(sub, "status", mark))
@@ -325,12 +327,12 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
             for a in alerts_of(sub):
                 if a["event_id"] not in reviewed:
                     reviewed.add(a["event_id"])
-                    sub.client.publish(f"edge/{DEVICE}/review",
+                    sub.client.publish(TOPICS.review,
                                        review(a["event_id"], "false_alert", "officer-3"), qos=1)
         assert wait_exit(proc, 120) == 0, log_of(dep)[-3000:]
     finally:
         stop_firmware(proc)
-    time.sleep(0.5)
+    assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
     alerts = dedup(alerts_of(sub))
     status = messages(sub, "status")
     lfr = messages(sub, "lfr")
@@ -388,7 +390,7 @@ def test_watchlist_purged_at_the_end_of_the_order(tmp_path: Path, testdata: Path
         assert "outside the deployment order's window" in purged["reason"], purged["reason"]
         assert "ORD-DEMO-1 ended" in purged["reason"], purged["reason"]
         assert purged["recognition_active"] is False
-        sub.client.publish(f"edge/{DEVICE}/bundle", dep.bundle.read_bytes(), qos=1)
+        sub.client.publish(TOPICS.bundle, dep.bundle.read_bytes(), qos=1)
         assert sub.wait_for(lambda s: any(d.get("last_bundle_error") for d in docs(s, "status")), timeout=30)
         refused = next(d for d in docs(sub, "status") if d.get("last_bundle_error"))
         assert refused["bundle"] is None and refused["state"] == "idle", refused
@@ -396,7 +398,7 @@ def test_watchlist_purged_at_the_end_of_the_order(tmp_path: Path, testdata: Path
         assert wait_exit(proc, 120) == 0, log_of(dep)[-3000:]
     finally:
         stop_firmware(proc)
-    time.sleep(0.5)
+    assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
     alerts = dedup(alerts_of(sub))
     lfr = messages(sub, "lfr")
     sub.close()
@@ -449,7 +451,7 @@ def test_threshold_below_the_model_card_floor_is_refused(tmp_path: Path, testdat
         assert sub.wait_for(lambda s: any(d["state"] == "recognising" for d in docs(s, "status")),
                             timeout=120)
         before = next(d for d in docs(sub, "status") if d["state"] == "recognising")["bundle"]
-        sub.client.publish(f"edge/{DEVICE}/bundle", (dep.work / "low.bin").read_bytes(), qos=1)
+        sub.client.publish(TOPICS.bundle, (dep.work / "low.bin").read_bytes(), qos=1)
         assert sub.wait_for(lambda s: any(d.get("last_bundle_error") for d in docs(s, "status")),
                             timeout=30), log_of(dep)[-3000:]
         status = next(d for d in docs(sub, "status") if d.get("last_bundle_error"))

@@ -161,7 +161,7 @@ def test_an_event_is_counted_once_under_its_first_decisive_outcome(one: World) -
     assert one.adj.apply(review("ev-1", "not_engaged", "officer-1", 2), T0).counted == "not_engaged"
     late = one.adj.apply(review("ev-1", "false_alert", "officer-2", 3), T0)
     assert late.counted is None and late.settled == "not_engaged"
-    assert late.evidence_deleted  # a false-alert verdict still removes the crop at once
+    assert not late.evidence_deleted  # only the review that settles it as a false alert deletes
     dep = one.counters.current
     assert dep is not None and (dep.not_engaged, dep.false_alerts, dep.settled) == (1, 0, 1)
     assert len(records_of(one.audit, "adjudication")) == 3

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.delivery.contract import ALERT_SCHEMA, AlertStream, format_gaps, validate_alert
+from edge.delivery.topics import Topics
 from tests.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +146,7 @@ def run_cli(broker: Broker, events: list[bytes], *extra: str) -> subprocess.Comp
     pub.loop_start()
     for payload in events:
         device = json.loads(payload).get("device_id", "dev-1") if payload[:1] == b"{" else "x"
-        pub.publish(f"edge/{device}/alerts", payload, qos=1).wait_for_publish(5)
+        pub.publish(Topics.for_device(device).alerts, payload, qos=1).wait_for_publish(5)
     pub.disconnect()
     pub.loop_stop()
     out, err = proc.communicate(timeout=30)

@@ -423,6 +423,8 @@ def _every_helper() -> list[tuple[Callable[..., Any], dict[str, Any]]]:
                                  "faces_processed": 900, "budget": 0.002}),
         (ar.matching_resumed, {"reason": "new order"}),
         (ar.recognition, {"active": True, "reason": "order ord-1 active until 2026-11-23"}),
+        (ar.outbox_quarantined, {"file": "outbox.sqlite3", "quarantined_as": "outbox.sqlite3.corrupt-x",
+                                 "sha256": H, "size": 4112, "reason": "file is not a database"}),
         (ar.order_expired, {"order_id": "ord-12", "not_after": at(600)}),
         (ar.bundle_expired, {**wl, "expires_at": at(900)}),
         (ar.bundle_purged, {**wl, "reason": "order window ended", "entry_count": 12, "file_deleted": True}),

@@ -19,6 +19,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.delivery.topics import ROOT, Topics, fleet_filter
 from tests.broker import have_mosquitto
 from tests.deploy_broker import (
     DeployBroker,
@@ -30,10 +31,15 @@ from tests.deploy_broker import (
     tls_context,
 )
 
-pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl")
+pytestmark = [pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl"),
+              pytest.mark.slow]  # a deployed broker with the dynamic-security plugin
 
 NOT_AUTHORIZED = 0x87
 FAILURE = 0x80  # reason codes below are success (0x00, or 0x10 "no matching subscribers")
+
+# Every topic name below comes from the value object the link uses.
+A, B = Topics.for_device("dev-a"), Topics.for_device("dev-b")
+NEW, X = Topics.for_device("dev-new"), Topics.for_device("dev-x")
 
 
 class Device:
@@ -129,83 +135,83 @@ def clients(broker: DeployBroker, deploy_pki: DeployPki) -> Iterator[dict[str, D
 def test_device_publishes_its_alerts_and_status_and_the_consumer_receives_them(
         clients: dict[str, Device]) -> None:
     a, consumer = clients["dev-a"], clients["operator-consumer"]
-    for topic in ("edge/+/alerts", "edge/+/status", "edge/+/stats"):
+    for topic in (fleet_filter("alerts"), fleet_filter("status"), fleet_filter("stats")):
         assert consumer.subscribe(topic) == [1]
-    assert a.publish("edge/dev-a/alerts", b'{"event_id":"a1"}') < FAILURE
-    assert a.publish("edge/dev-a/status", b'{"state":"online"}', retain=True) < FAILURE
-    assert a.publish("edge/dev-a/stats", b'{"frames":10}') < FAILURE
-    assert consumer.wait_message("edge/dev-a/alerts", b'{"event_id":"a1"}')
-    assert consumer.wait_message("edge/dev-a/status", b'{"state":"online"}')
-    assert consumer.wait_message("edge/dev-a/stats", b'{"frames":10}')
+    assert a.publish(A.alerts, b'{"event_id":"a1"}') < FAILURE
+    assert a.publish(A.status, b'{"state":"online"}', retain=True) < FAILURE
+    assert a.publish(A.stats, b'{"frames":10}') < FAILURE
+    assert consumer.wait_message(A.alerts, b'{"event_id":"a1"}')
+    assert consumer.wait_message(A.status, b'{"state":"online"}')
+    assert consumer.wait_message(A.stats, b'{"frames":10}')
 
 
 def test_device_cannot_publish_as_another_device(clients: dict[str, Device]) -> None:
     a, consumer = clients["dev-a"], clients["operator-consumer"]
-    assert consumer.subscribe("edge/+/alerts") == [1]
-    assert consumer.subscribe("edge/+/status") == [1]
+    assert consumer.subscribe(fleet_filter("alerts")) == [1]
+    assert consumer.subscribe(fleet_filter("status")) == [1]
     # Refused with the v5 reason code: the device's outbox knows it was not delivered.
-    assert a.publish("edge/dev-b/alerts", b"forged") == NOT_AUTHORIZED
-    assert a.publish("edge/dev-b/status", b"forged", retain=True) == NOT_AUTHORIZED
+    assert a.publish(B.alerts, b"forged") == NOT_AUTHORIZED
+    assert a.publish(B.status, b"forged", retain=True) == NOT_AUTHORIZED
     # Nor may it write outside its own topics, e.g. push itself a bundle.
-    assert a.publish("edge/dev-a/bundle", b"self-signed?") == NOT_AUTHORIZED
-    assert a.publish("edge/dev-a/anything", b"x") == NOT_AUTHORIZED
+    assert a.publish(A.bundle, b"self-signed?") == NOT_AUTHORIZED
+    assert a.publish(A.leaf("anything"), b"x") == NOT_AUTHORIZED
     # A later legitimate publish arrives; the forged ones, sent before it, never did.
-    assert a.publish("edge/dev-a/alerts", b"marker") < FAILURE
-    assert consumer.wait_message("edge/dev-a/alerts", b"marker")
+    assert a.publish(A.alerts, b"marker") < FAILURE
+    assert consumer.wait_message(A.alerts, b"marker")
     assert all(p != b"forged" for _, p in consumer.messages)
 
 
 def test_device_never_receives_another_devices_bundle(clients: dict[str, Device]) -> None:
     a, b, consumer = clients["dev-a"], clients["dev-b"], clients["operator-consumer"]
     # Retained bundles for both devices exist before anyone subscribes.
-    assert consumer.publish("edge/dev-b/bundle", b"retained-for-b", retain=True) < FAILURE
-    assert consumer.publish("edge/dev-a/bundle", b"retained-for-a", retain=True) < FAILURE
+    assert consumer.publish(B.bundle, b"retained-for-b", retain=True) < FAILURE
+    assert consumer.publish(A.bundle, b"retained-for-a", retain=True) < FAILURE
     # The subscription itself is refused (SUBACK 0x87), for B's topic and for any filter
     # that would cover it; A's own bundle topic is granted (the positive control).
-    for topic in ("edge/dev-b/bundle", "edge/+/bundle", "edge/#", "#", "edge/dev-b/alerts"):
+    for topic in (B.bundle, fleet_filter("bundle"), f"{ROOT}/#", "#", B.alerts):
         assert a.subscribe(topic) == [NOT_AUTHORIZED], topic
-    assert a.subscribe("edge/dev-a/bundle") == [1]
-    assert b.subscribe("edge/dev-b/bundle") == [1]
-    assert consumer.publish("edge/dev-b/bundle", b"live-for-b") < FAILURE
-    assert consumer.publish("edge/dev-a/bundle", b"live-for-a") < FAILURE
+    assert a.subscribe(A.bundle) == [1]
+    assert b.subscribe(B.bundle) == [1]
+    assert consumer.publish(B.bundle, b"live-for-b") < FAILURE
+    assert consumer.publish(A.bundle, b"live-for-a") < FAILURE
     # Positive controls: each device gets its own, retained and live.
-    assert a.wait_message("edge/dev-a/bundle", b"retained-for-a")
-    assert a.wait_message("edge/dev-a/bundle", b"live-for-a")
-    assert b.wait_message("edge/dev-b/bundle", b"retained-for-b")
-    assert b.wait_message("edge/dev-b/bundle", b"live-for-b")
+    assert a.wait_message(A.bundle, b"retained-for-a")
+    assert a.wait_message(A.bundle, b"live-for-a")
+    assert b.wait_message(B.bundle, b"retained-for-b")
+    assert b.wait_message(B.bundle, b"live-for-b")
     # live-for-a was published after live-for-b on the same connection: had B's
     # bundle been deliverable to A, it would have arrived first.
-    assert [t for t, _ in a.messages if not t.startswith("edge/dev-a/")] == []
+    assert [t for t, _ in a.messages if not t.startswith(A.prefix + "/")] == []
     # Review outcomes from the operators reach the device they concern, and only it.
-    assert a.subscribe("edge/dev-a/review") == [1]
-    assert consumer.publish("edge/dev-a/review", b"reviewed") < FAILURE
-    assert a.wait_message("edge/dev-a/review", b"reviewed")
-    assert a.publish("edge/dev-b/review", b"forged") == NOT_AUTHORIZED
+    assert a.subscribe(A.review) == [1]
+    assert consumer.publish(A.review, b"reviewed") < FAILURE
+    assert a.wait_message(A.review, b"reviewed")
+    assert a.publish(B.review, b"forged") == NOT_AUTHORIZED
 
 
 def test_consumer_cannot_forge_device_events(clients: dict[str, Device]) -> None:
     consumer = clients["operator-consumer"]
-    assert consumer.publish("edge/dev-a/alerts", b"forged") == NOT_AUTHORIZED
-    assert consumer.publish("edge/dev-a/status", b"forged") == NOT_AUTHORIZED
+    assert consumer.publish(A.alerts, b"forged") == NOT_AUTHORIZED
+    assert consumer.publish(A.status, b"forged") == NOT_AUTHORIZED
 
 
 def test_selftest_round_trip_topic_is_private(clients: dict[str, Device]) -> None:
     a, b = clients["dev-a"], clients["dev-b"]
-    assert a.subscribe("edge/dev-a/selftest") == [1]
-    assert b.subscribe("edge/dev-a/selftest") == [NOT_AUTHORIZED]
-    assert b.publish("edge/dev-a/selftest", b"from-b") == NOT_AUTHORIZED
-    assert a.publish("edge/dev-a/selftest", b"ping") < FAILURE
-    assert a.wait_message("edge/dev-a/selftest", b"ping")
-    assert b.publish("edge/dev-b/alerts", b"b-marker") < FAILURE
-    assert ("edge/dev-a/selftest", b"from-b") not in a.messages
-    assert all(t != "edge/dev-a/selftest" for t, _ in b.messages)
+    assert a.subscribe(A.selftest) == [1]
+    assert b.subscribe(A.selftest) == [NOT_AUTHORIZED]
+    assert b.publish(A.selftest, b"from-b") == NOT_AUTHORIZED
+    assert a.publish(A.selftest, b"ping") < FAILURE
+    assert a.wait_message(A.selftest, b"ping")
+    assert b.publish(B.alerts, b"b-marker") < FAILURE
+    assert (A.selftest, b"from-b") not in a.messages
+    assert all(t != A.selftest for t, _ in b.messages)
 
 
 def test_consumer_subscribes_to_what_it_reads_only(clients: dict[str, Device]) -> None:
     consumer = clients["operator-consumer"]
-    assert consumer.subscribe("edge/dev-a/alerts") == [1]
-    assert consumer.subscribe("edge/+/transparency") == [1]
-    for topic in ("edge/+/bundle", "edge/dev-a/selftest", "edge/#", "#"):
+    assert consumer.subscribe(A.alerts) == [1]
+    assert consumer.subscribe(fleet_filter("transparency")) == [1]
+    for topic in (fleet_filter("bundle"), A.selftest, f"{ROOT}/#", "#"):
         assert consumer.subscribe(topic) == [NOT_AUTHORIZED], topic
 
 
@@ -221,7 +227,7 @@ def test_a_new_device_gets_rights_only_once_provisioned(broker: DeployBroker,
     def rights() -> tuple[list[int], int]:
         dev = Device(broker, ident, "dev-new")
         try:
-            return dev.subscribe("edge/dev-new/bundle"), dev.publish("edge/dev-new/alerts", b"x")
+            return dev.subscribe(NEW.bundle), dev.publish(NEW.alerts, b"x")
         finally:
             dev.close()
 
@@ -237,9 +243,9 @@ def test_dynsec_roles_are_the_acl_file_with_u_replaced() -> None:
     def render(kind: str, ident: str) -> set[str]:
         return set(dynsec(None, "render", kind, ident).splitlines())
 
-    own = {f"edge/dev-x/{t}" for t in ("status", "alerts", "stats", "transparency", "lfr",
+    own = {X.leaf(t) for t in ("status", "alerts", "stats", "transparency", "lfr",
                                        "audit/checkpoint", "selftest")}
-    reads = {f"edge/dev-x/{t}" for t in ("bundle", "review", "selftest")}
+    reads = {X.leaf(t) for t in ("bundle", "review", "selftest")}
     assert render("device", "dev-x") == (
         {f"publishClientSend {t}" for t in own}
         | {f"{kind} {t}" for t in reads for kind in ("subscribePattern", "publishClientReceive")})
@@ -329,26 +335,26 @@ def test_firmware_link_delivers_as_itself_and_keeps_what_is_refused(
         return bool(pred())
 
     consumer = Device(broker, deploy_pki.ids["operator-consumer"], "consumer-link-test")
-    assert consumer.subscribe("edge/+/alerts") == [1]
+    assert consumer.subscribe(fleet_filter("alerts")) == [1]
     a = deploy_pki.ids["dev-a"]
     base: dict[str, Any] = dict(device_id="dev-a", host=broker.host, port=broker.port, tls=True, ca=a.ca,
-                cert=a.cert, key=a.key, backoff_min_s=0.1, backoff_max_s=1.0,
+                cert=a.cert, key=a.key, backoff_min_s=0.1, reconnect_max_s=1.0,
                 refused_retry_s=0.3)
     event = json.dumps({"event_id": str(uuid.uuid4()), "seq": 1}).encode()
     with Outbox(tmp_path / "good.db") as ob:
         link = MqttLink(LinkConfig(**base), ob).start()
         link.queue_alert(lambda _seq: event)
-        assert consumer.wait_message("edge/dev-a/alerts", event)
+        assert consumer.wait_message(A.alerts, event)
         assert link.close(2) is True and ob.depth() == 0
     # The same certificate configured with another device's topics: nothing gets out,
     # the alert stays in the outbox, and the link says why.
     with Outbox(tmp_path / "wrong.db") as ob:
-        link = MqttLink(LinkConfig(**{**base, "topic_prefix": "edge/dev-b"}), ob).start()
+        link = MqttLink(LinkConfig(**{**base, "topic_prefix": B.prefix}), ob).start()
         event_id, _ = link.queue_alert(lambda _seq: event)
         assert until(lambda: link.health().refused >= 2)  # refused, retried, refused again
         health = link.health()
         assert "0x87" in (health.last_refusal or ""), health
         assert [e.id for e in ob.pending()] == [event_id] and health.delivered == 0
         link.close(0.3)
-    assert ("edge/dev-b/alerts", event) not in consumer.messages
+    assert (B.alerts, event) not in consumer.messages
     consumer.close()

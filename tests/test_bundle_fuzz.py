@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -77,6 +78,7 @@ def test_mutated_bundles_are_refused(flips: list[tuple[int, int]], cut: int,
     assert not _run(GOOD[:cut] + insert + GOOD[cut + len(insert) // 2 :]) or insert == b""
 
 
+@pytest.mark.slow
 @FAST
 @given(st.sampled_from(sorted(HEADER)), json_value)
 def test_resigned_header_field_mutations(key: str, value: Any) -> None:
@@ -86,6 +88,7 @@ def test_resigned_header_field_mutations(key: str, value: Any) -> None:
     _run(env.encode())
 
 
+@pytest.mark.slow
 @FAST
 @given(st.integers(0, 1), st.sampled_from([*sorted(ENTRIES[0]), "offence_code"]), json_value)
 def test_resigned_entry_mutations(index: int, key: str, value: Any) -> None:

@@ -36,7 +36,7 @@ def test_minimal_config_loads_with_defaults_and_resolves_paths(tmp_path: Path) -
     assert cfg.device.id == "dev-a"
     assert cfg.source.target == str(tmp_path / "scene" / "scene.mp4")
     assert cfg.tracking.k == 2
-    assert cfg.topic_prefix == "edge/dev-a"
+    assert cfg.topics.prefix == "edge/dev-a" and cfg.topics.alerts == "edge/dev-a/alerts"
     assert cfg.broker.port == 1883
 
 

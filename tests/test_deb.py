@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+pytestmark = [pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb"),
+              pytest.mark.slow]  # builds and unpacks the .deb
 
 
 @pytest.fixture(scope="module")

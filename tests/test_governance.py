@@ -50,6 +50,7 @@ def test_the_manifest_with_its_model_card_still_loads(models_dir: Path,
     assert 0 < card["threshold_floor"] <= card["threshold"] < 1
 
 
+@pytest.mark.slow
 def test_the_card_is_what_the_script_measures_now(models_dir: Path, testdata: Path,
                                                    manifest_json: dict[str, Any]) -> None:
     fresh = model_card_script(models_dir).measure(testdata, models_dir, "today")

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="owners are part of the install: root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="owners are part of the install: root"),
+              pytest.mark.slow]  # runs the installer into a tree
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     (src / "models").mkdir()
     for f in (ROOT / "models").glob("*"):
-        if f.name == "manifest.json" or f.suffix == ".tflite":
+        if f.name == "manifest.json" or f.suffix in (".tflite", ".npz"):
             shutil.copy2(f, src / "models" / f.name)
     shutil.copy2(ROOT / "README.md", src / "README.md")
     return src

@@ -53,11 +53,12 @@ def test_a_deployment_from_alerts_to_suspension_to_a_new_order(tmp_path: Path, t
         assert again.housekeeping(T0 + timedelta(days=14)) == 1
         assert again.evidence.event_ids() == []
 
-        # Only a new order lifts the suspension.
+        # A new order takes its budget but does not lift the suspension (a signed resume does:
+        # tests/test_order_replay.py).
         second = replace(order, order_id="DO-2026-042", false_alert_budget=4)
         again.begin(second, T0 + timedelta(days=15))
-        assert again.suspended is None and again.monitor.budget == 4.0
-        assert records_of(audit, "matching_resumed") == [{"reason": "new deployment order DO-2026-042"}]
+        assert again.suspended == reason and again.monitor.budget == 4.0
+        assert records_of(audit, "matching_resumed") == []
         assert [d.order_id for d in again.transparency.deployments()] == ["DO-2026-041", "DO-2026-042"]
 
 

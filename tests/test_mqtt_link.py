@@ -18,18 +18,21 @@ from typing import Any
 
 import pytest
 
+from edge.backoff import backoff_delay
 from edge.delivery.contract import AlertStream
-from edge.delivery.mqtt import LinkConfig, MqttLink, backoff_delay
+from edge.delivery.mqtt import LinkConfig, MqttLink
 from edge.delivery.outbox import Outbox
+from edge.delivery.topics import Topics
 from tests.broker import Broker, Pki, Subscriber, make_pki
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = "dev-1"
+T = Topics.for_device(DEV)  # the names the link uses, from the one value object
 
 
 def plain(broker: Broker, **kw: Any) -> LinkConfig:
     return LinkConfig(device_id=DEV, host=broker.host, port=broker.port, tls=False,
-                      backoff_min_s=0.1, backoff_max_s=1.0, **kw)
+                      backoff_min_s=0.1, reconnect_max_s=1.0, **kw)
 
 
 def alert(seq: int) -> bytes:
@@ -51,7 +54,7 @@ def status_of(sub: Subscriber) -> dict[str, Any] | None:
 
 
 def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path: Path) -> None:
-    sub = Subscriber(broker, (f"edge/{DEV}/#",))
+    sub = Subscriber(broker, (T.leaf("#"),))
     received: list[tuple[str, bytes]] = []
     acked: list[int] = []
     with Outbox(tmp_path / "o.db") as ob:
@@ -67,8 +70,8 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
         st = status_of(sub)
         assert st is not None and st["availability"] == "online" and st["bundle_version"] == 3
         # The subscribed bundle topic reaches the handler given at construction.
-        sub.client.publish(f"edge/{DEV}/bundle", b"signed-bundle-bytes", qos=1)
-        assert until(lambda: received == [(f"edge/{DEV}/bundle", b"signed-bundle-bytes")])
+        sub.client.publish(T.bundle, b"signed-bundle-bytes", qos=1)
+        assert until(lambda: received == [(T.bundle, b"signed-bundle-bytes")])
         assert link.alive()
         assert link.close(drain_timeout=5) is True
         assert not link.alive()
@@ -78,11 +81,15 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
     sub.close()
 
 
+@pytest.mark.slow
 def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_path: Path) -> None:
     broker = make_broker()
-    sub = Subscriber(broker, (f"edge/{DEV}/alerts", f"edge/{DEV}/status"), client_id="central",
+    saved = broker.workdir / "data" / "mosquitto.db"
+    before = saved.stat().st_mtime_ns if saved.exists() else -1
+    sub = Subscriber(broker, (T.alerts, T.status), client_id="central",
                      persistent=True)
-    time.sleep(1.5)  # let the broker autosave the consumer's session before the kill
+    # The broker's autosave has written the consumer's session, so the kill keeps it.
+    assert until(lambda: saved.exists() and saved.stat().st_mtime_ns > before, 10)
     n = 60
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(plain(broker), ob).start()
@@ -95,12 +102,11 @@ def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_pat
 
         producer = threading.Thread(target=produce)
         producer.start()
-        time.sleep(0.8)
+        assert until(lambda: len(sub.payloads("/alerts")) >= 3)  # some got through before the kill
         broker.kill()
         killed_at = len(sub.payloads("/alerts"))
         assert until(lambda: not link.connected, 5)
-        time.sleep(3.0)
-        assert ob.depth() > 0  # alerts accumulate on disk during the outage
+        assert until(lambda: ob.depth() >= 10, 10)  # alerts accumulate on disk during the outage
         broker.start()
         producer.join()
         assert until(lambda: ob.depth() == 0, 20), link.health()
@@ -123,9 +129,9 @@ def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_pat
 
 def test_acl_refusal_keeps_event_and_counts(make_broker: Callable[..., Broker],
                                             tmp_path: Path) -> None:
-    acl = (f"topic readwrite edge/{DEV}/status\n"
-           f"topic read edge/{DEV}/bundle\n"
-           f"topic read edge/{DEV}/review\n")
+    acl = (f"topic readwrite {T.status}\n"
+           f"topic read {T.bundle}\n"
+           f"topic read {T.review}\n")
     broker = make_broker(acl=acl)
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(plain(broker, refused_retry_s=0.3), ob).start()
@@ -143,10 +149,11 @@ def test_acl_refusal_keeps_event_and_counts(make_broker: Callable[..., Broker],
     assert "Denied PUBLISH" in broker.log_text()
 
 
+@pytest.mark.slow
 def test_tls_with_client_certificates(tls_broker: Broker, test_pki: Pki,
                                      tmp_path: Path) -> None:
     broker = tls_broker
-    sub = Subscriber(broker, (f"edge/{DEV}/alerts",), tls=test_pki.clients["central"])
+    sub = Subscriber(broker, (T.alerts,), tls=test_pki.clients["central"])
     tls = test_pki.clients[DEV]
     cfg = LinkConfig(device_id=DEV, host="127.0.0.1", port=broker.port, tls=True,
                      ca=tls.ca, cert=tls.cert, key=tls.key, backoff_min_s=0.1)
@@ -191,7 +198,7 @@ def test_firmware_crash_before_puback_delivers_after_restart(
     make_broker: Callable[..., Broker], tmp_path: Path
 ) -> None:
     broker = make_broker()
-    sub = Subscriber(broker, (f"edge/{DEV}/#",), client_id="central", persistent=True)
+    sub = Subscriber(broker, (T.leaf("#"),), client_id="central", persistent=True)
     cfg = plain(broker)
     db = tmp_path / "o.db"
     child = subprocess.Popen(
@@ -227,7 +234,7 @@ def test_firmware_crash_before_puback_delivers_after_restart(
 
 
 def test_periodic_stats_go_through_the_outbox(broker: Broker, tmp_path: Path) -> None:
-    sub = Subscriber(broker, (f"edge/{DEV}/stats",))
+    sub = Subscriber(broker, (T.stats,))
     counter = {"frames": 0}
 
     def stats() -> dict[str, Any]:
@@ -249,11 +256,11 @@ def test_callback_exception_is_contained(broker: Broker, tmp_path: Path) -> None
     def boom(_t: str, _p: bytes) -> None:
         raise ValueError("handler bug")
 
-    sub = Subscriber(broker, (f"edge/{DEV}/alerts",))
+    sub = Subscriber(broker, (T.alerts,))
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(plain(broker), ob, on_message=boom).start()
         assert until(lambda: link.connected)
-        sub.client.publish(f"edge/{DEV}/bundle", b"x", qos=1)
+        sub.client.publish(T.bundle, b"x", qos=1)
         assert until(lambda: "handler bug" in (link.health().last_error or ""))
         link.queue_alert(alert)
         assert sub.wait_for(lambda s: len(s.payloads("/alerts")) == 1)
@@ -273,11 +280,11 @@ def test_backoff_grows_caps_and_jitters() -> None:
 def test_keeps_retrying_without_broker_and_says_why(tmp_path: Path) -> None:
     port = Broker(tmp_path / "never").port  # a free port where nothing listens
     cfg = LinkConfig(device_id=DEV, port=port, tls=False, backoff_min_s=0.05,
-                     backoff_max_s=0.4)
+                     reconnect_max_s=0.4)
     with Outbox(tmp_path / "o.db") as ob:
         link = MqttLink(cfg, ob).start()
         link.queue_alert(alert)
-        time.sleep(1.0)
+        assert until(lambda: str(port) in (link.health().last_error or ""))  # it tried, and says why
         health = link.health()
         assert link.alive()
         assert link.close(0.2) is False

@@ -45,6 +45,7 @@ def digest(image: np.ndarray) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_same_seed_same_scene_other_seed_other_scene(testdata: Path, finder: FaceFinder,
                                                      scene: Scene) -> None:
     again = build_scene(SPEC, testdata, finder)
@@ -123,6 +124,7 @@ def test_overfull_scene_is_refused(testdata: Path, finder: FaceFinder) -> None:
         build_scene(spec, testdata, finder)
 
 
+@pytest.mark.slow
 def test_cli_writes_video_and_truth_that_sources_replay(tmp_path: Path, testdata: Path,
                                                         models_dir: Path) -> None:
     rc = edge_main(["scenario", "--out", str(tmp_path), "--seconds", "6", "--fps", "10",
@@ -179,3 +181,10 @@ def test_tracker_follows_each_pass_as_one_track(scene: Scene) -> None:
                 ids.setdefault(person, set()).add(track.track_id)
     assert len(ids) == len(truth["passes"])
     assert all(len(v) == 1 for v in ids.values()), ids
+
+
+def test_the_demo_finds_the_checkout_it_runs_from() -> None:
+    """`make run` defaults its work and test-data folders to the checkout's .cache."""
+    from edge.scenario.demo import ROOT
+
+    assert (ROOT / "Makefile").is_file() and (ROOT / "edge" / "scenario" / "demo.py").is_file()

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from edge.delivery.topics import Topics
 from edge.runtime import selftest
-from edge.watchlist.bundle import DeviceIdentity
 from edge.watchlist.keys import DEVICE, generate
-from edge.watchlist.order import DeploymentOrder
 from tests.broker import have_mosquitto
 from tests.deploy_broker import DeployBroker, DeployPki, issue_pki
-from tests.watchlist_world import FLEET, World
+from tests.watchlist_world import FLEET, provision_documents
 
-pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl")
+pytestmark = [pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto and openssl"),
+              pytest.mark.slow]  # a deployed broker and `edge selftest` subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -94,8 +94,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     if not (MODELS / "manifest.json").is_file():
         pytest.skip("models not built: run `make models`")
-    from edge.perception.manifest import load_manifest
-    from edge.watchlist.model import embedder_floor, embedder_ref
 
     base = tmp_path_factory.mktemp("device")
     pki = issue_pki(tmp_path_factory.mktemp("pki"))
@@ -111,20 +109,7 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     (base / "state").mkdir(mode=0o750)
 
     now = datetime.now(UTC)
-    world = World(device=DeviceIdentity(DEVICE_ID, FLEET))
-    (base / "trust.json").write_bytes(world.trust_envelope().encode())
-    order = DeploymentOrder(
-        order_id="order-1", issuer="Authority", issued_at=now - timedelta(days=1),
-        fleet_id=FLEET, device_id=DEVICE_ID, camera_ids=(CAMERA_ID,), site="boulevard-north",
-        purpose="test", valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30),
-        authorising_ref="auth/1", dpia_ref="dpia/1", equality_impact_ref="eq/1",
-        rights_impact_ref="hr/1", public_notice_ref="notice/1")
-    (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
-    manifest = load_manifest(MODELS)
-    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
-                            threshold=max(0.95, embedder_floor(manifest)),
-                            recipients={DEVICE_ID: dkey.public_key})
-    (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
+    provision_documents(base, DEVICE_ID, CAMERA_ID, "boulevard-north", now, dkey.public_key, MODELS)
     yield Provisioned(base, broker, pki)
     broker.stop()
 
@@ -187,7 +172,7 @@ def test_revoked_device_certificate_fails_the_broker_check(device: Provisioned) 
     rev = device.pki.revoked
     cfg = BrokerConfig(host=device.broker.host, port=device.broker.port, ca=rev.ca,
                        cert=rev.cert, key=rev.key)
-    c = selftest.check_broker(cfg, "dev-revoked", "edge/dev-revoked", timeout=5)
+    c = selftest.check_broker(cfg, "dev-revoked", Topics.for_device("dev-revoked"), timeout=5)
     assert not c.ok and "CN=dev-revoked" in c.fix
 
 
@@ -198,9 +183,9 @@ def test_another_devices_identity_gets_no_round_trip(device: Provisioned) -> Non
     cfg = BrokerConfig(host=device.broker.host, port=device.broker.port, ca=b.ca, cert=b.cert,
                        key=b.key)
     # dev-b's certificate, dev-a's topics: the ACL refuses the publish (PUBACK 0x87).
-    c = selftest.check_broker(cfg, "dev-b", "edge/dev-a", timeout=5)
+    c = selftest.check_broker(cfg, "dev-b", Topics.for_device("dev-a"), timeout=5)
     assert not c.ok and "0x87" in c.detail, c
-    assert selftest.check_broker(cfg, "dev-b", "edge/dev-b", timeout=5).ok
+    assert selftest.check_broker(cfg, "dev-b", Topics.for_device("dev-b"), timeout=5).ok
 
 
 # --- the small checks on their own -------------------------------------------------------
@@ -251,7 +236,7 @@ def test_tampered_model_fails_the_models_check(tmp_path: Path) -> None:
     copy = tmp_path / "models"
     copy.mkdir()
     for f in MODELS.iterdir():
-        if f.suffix in (".json", ".tflite"):
+        if f.suffix in (".json", ".tflite", ".npz"):
             (copy / f.name).write_bytes(f.read_bytes())
     assert selftest.check_models(copy).ok
     victim = next(copy.glob("blazeface_short_range_fp16.tflite"))

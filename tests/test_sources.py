@@ -14,6 +14,7 @@ import pytest
 from edge.errors import CameraError
 from edge.perception.types import Frame
 from edge.sources import ImageFolderSource, LatestFrames, Pacer, StreamSource, VideoFileSource
+from edge.sources.base import ThreadedCapture
 from edge.sources.folder import RenderedSource
 from edge.sources.video import parse_stream_url
 
@@ -246,3 +247,13 @@ def test_latest_frames_buffer_is_bounded_and_counts_drops() -> None:
     while (f := buf.get()) is not None:
         out.append(f.index)
     assert out == [3, 4] and buf.dropped == 3
+
+
+def test_the_capture_threads_drop_figure_counts_every_drop() -> None:
+    """Frames lost upstream (a pacer) and in the hand-off buffer are one figure."""
+    frames = [Frame(i, datetime(2026, 1, 1, tzinfo=UTC), i / 15, np.zeros((2, 2, 3), np.uint8))
+              for i in range(5)]
+    cap = ThreadedCapture(lambda: iter(frames), "t", maxsize=1, upstream_dropped=lambda: 3)
+    cap.buffer.put(frames[0])
+    cap.buffer.put(frames[1])  # a full buffer drops the oldest
+    assert cap.buffer.dropped == 1 and cap.dropped == 1 + 3

@@ -17,7 +17,7 @@ def test_iou_basics() -> None:
 
 
 def test_one_walker_keeps_one_id_and_is_confirmed_after_n_hits() -> None:
-    tracker = IoUTracker(confirm_hits=3, max_misses=2)
+    tracker = IoUTracker(confirm_hits=3, max_missed=2)
     ids = []
     for f, box in enumerate(walk(0, 100, 40, 12, 30)):
         update = tracker.update([box], f)
@@ -29,7 +29,7 @@ def test_one_walker_keeps_one_id_and_is_confirmed_after_n_hits() -> None:
 def test_fast_small_face_followed_by_velocity_prediction() -> None:
     # 30 px face moving 25 px per frame: consecutive boxes barely overlap (IoU ~0.1),
     # the prediction makes it a clean match.
-    tracker = IoUTracker(confirm_hits=2, iou_threshold=0.3)
+    tracker = IoUTracker(confirm_hits=2, iou=0.3)
     seen = set()
     for f, box in enumerate(walk(0, 0, 30, 25, 20)):
         m = tracker.update([box], f).matches[0]
@@ -52,7 +52,7 @@ def test_two_walkers_crossing_lanes_keep_distinct_ids() -> None:
 
 
 def test_track_ends_after_m_misses_and_ids_are_never_reused() -> None:
-    tracker = IoUTracker(confirm_hits=1, max_misses=3)
+    tracker = IoUTracker(confirm_hits=1, max_missed=3)
     box = (10.0, 10.0, 50.0, 50.0)
     first = tracker.update([box], 0).matches[0]
     assert first is not None
@@ -65,7 +65,7 @@ def test_track_ends_after_m_misses_and_ids_are_never_reused() -> None:
 
 
 def test_miss_within_budget_keeps_the_track() -> None:
-    tracker = IoUTracker(confirm_hits=1, max_misses=3)
+    tracker = IoUTracker(confirm_hits=1, max_missed=3)
     boxes = walk(0, 0, 40, 8, 10)
     ids = set()
     for f, box in enumerate(boxes):
@@ -77,7 +77,7 @@ def test_miss_within_budget_keeps_the_track() -> None:
 
 
 def test_selector_rate_limits_and_prefers_better_faces() -> None:
-    sel = FaceSelector(min_quality=0.3, min_gap=3, keep=2, improve=0.1, refresh_gap=100)
+    sel = FaceSelector(min_quality=0.3, embed_every=3, keep=2, improve=0.1, refresh_gap=100)
     released = [f for f in range(30) if sel.offer(1, f, 0.5)]
     assert released == [0, 3]  # two kept faces, then nothing equal-or-worse
     assert not sel.offer(1, 31, 0.2)  # below the floor
@@ -87,7 +87,7 @@ def test_selector_rate_limits_and_prefers_better_faces() -> None:
 
 
 def test_selector_refreshes_undecided_tracks_slowly_and_stops_when_closed() -> None:
-    sel = FaceSelector(min_gap=2, keep=1, refresh_gap=10, max_per_track=4)
+    sel = FaceSelector(embed_every=2, keep=1, refresh_gap=10, max_embeds=4)
     released = [f for f in range(100) if sel.offer(7, f, 0.6)]
     assert released == [0, 10, 20, 30]  # refresh cadence, then the hard cap
     sel.close(8)
@@ -97,7 +97,7 @@ def test_selector_refreshes_undecided_tracks_slowly_and_stops_when_closed() -> N
 
 
 def test_k_of_n_one_track_gives_one_decision() -> None:
-    decider: TrackDecider[str] = TrackDecider(k=2, n=4, cooldown=10.0)
+    decider: TrackDecider[str] = TrackDecider(k=2, n=4, cooldown_s=10.0)
     results = [
         decider.observe(1, s, sc, t, f"crop{t}")
         for t, (s, sc) in enumerate([("obama", 0.7), (None, 0.2), ("obama", 0.8),
@@ -123,7 +123,7 @@ def test_single_match_below_k_gives_nothing() -> None:
 
 
 def test_cooldown_merges_fragmented_tracks_of_one_person() -> None:
-    decider: TrackDecider[None] = TrackDecider(k=2, n=3, cooldown=5.0)
+    decider: TrackDecider[None] = TrackDecider(k=2, n=3, cooldown_s=5.0)
     first = [decider.observe(1, "obama", 0.8, t, None) for t in (0.0, 0.5, 1.0, 3.0)]
     assert sum(d is not None for d in first) == 1
     decider.end_track(1)

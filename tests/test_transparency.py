@@ -20,6 +20,7 @@ from tests.accountability_world import ORDER, T0, face_crop_jpeg, open_audit
 OUTCOMES = ("confirmed", "false_alert", "not_engaged", "duplicate", "inconclusive", None)
 
 
+@pytest.mark.slow
 def test_counters_add_up_against_the_scenario_ground_truth(tmp_path: Path, testdata: Path) -> None:
     rng = random.Random(7)
     crop = face_crop_jpeg(testdata)

@@ -69,6 +69,7 @@ def _csv(path: Path, images: list[tuple[str, str]]) -> None:
                         "2020-01-01", "2099-01-01T00:00:00Z"])
 
 
+@pytest.mark.slow
 def test_build_sign_inspect_install_and_match(
     signed_world: Path, testdata: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -141,7 +142,7 @@ def test_order_sign_and_verify(signed_world: Path, capsys: pytest.CaptureFixture
         "valid_from": canonical.format_time(now - timedelta(hours=1)),
         "valid_until": canonical.format_time(now + timedelta(hours=8)),
         "authorising_ref": "AUTH-1", "dpia_ref": "DPIA-1", "equality_impact_ref": "EIA-1",
-        "rights_impact_ref": "HRA-1", "public_notice_ref": "NOTICE-1",
+        "rights_impact_ref": "HRA-1", "public_notice_ref": "NOTICE-1", "order_seq": 1,
     }
     (k / "order.json").write_text(json.dumps(doc))
     assert _run(capsys, "order", "sign", f"{k}/order.json", "--key", f"{k}/ops.key",

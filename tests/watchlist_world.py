@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import nacl.public
@@ -112,3 +113,29 @@ class World:
 
     def now(self, version: int = 6) -> datetime:
         return T0 + timedelta(hours=version, minutes=30)
+
+
+def provision_documents(base: Path, device_id: str, camera_id: str, site: str, now: datetime,
+                        device_public_key: bytes, models_dir: Path) -> float:
+    """Write trust.json, order.json (valid now, 30 days) and bundle.bin for one device into
+    ``base``, signed by a fresh ``World``'s authority for the real embedder; returns the
+    bundle's threshold (0.95, or the model card's floor if higher)."""
+    from edge.perception.manifest import load_manifest
+    from edge.watchlist.model import embedder_floor, embedder_ref
+    from edge.watchlist.order import DeploymentOrder
+
+    world = World(device=DeviceIdentity(device_id, FLEET))
+    (base / "trust.json").write_bytes(world.trust_envelope().encode())
+    order = DeploymentOrder(
+        order_id="order-1", issuer="Authority", issued_at=now - timedelta(days=1),
+        fleet_id=FLEET, device_id=device_id, camera_ids=(camera_id,), site=site,
+        purpose="test", valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30),
+        authorising_ref="auth/1", dpia_ref="dpia/1", equality_impact_ref="eq/1",
+        rights_impact_ref="hr/1", public_notice_ref="notice/1")
+    (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
+    manifest = load_manifest(models_dir)
+    threshold = round(max(0.95, embedder_floor(manifest)), 4)
+    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
+                            threshold=threshold, recipients={device_id: device_public_key})
+    (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
+    return threshold

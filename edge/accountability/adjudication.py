@@ -14,7 +14,9 @@ What the device does with a review (``Adjudicator.apply``):
 - every distinct review is written to the audit log (``adjudication`` record with
   the verifier ids); an identical message delivered twice (MQTT is at least
   once) is recorded once;
-- a false alert's crop is deleted at once (a ``deletion`` record follows);
+- a false alert's crop is deleted at once by the review that settles the event as a
+  false alert (a ``deletion`` record follows); a later ``false_alert`` about an event
+  already settled otherwise (say, confirmed) deletes nothing;
 - an event is *settled* by its first decisive outcome and counted once under it
   (``confirmed``, ``false_alert``, ``not_engaged``, ``duplicate``); later,
   different outcomes are still recorded but do not count again, so the public
@@ -27,6 +29,9 @@ What the device does with a review (``Adjudicator.apply``):
 
 The per-event state (raised, confirmers, settled outcome) is kept in a small
 JSON file so that a restart cannot reset the two-verifier rule or count twice.
+Order of a review's effects: the new state is worked out on a copy, the audit record
+is written, then the state is saved, then evidence and counters follow; a review the
+audit log refuses (guard, full disk) changes nothing and can be applied again.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -43,9 +48,10 @@ from edge.accountability.evidence import EvidenceStore
 from edge.audit import records
 from edge.audit.chain import iso_ts
 from edge.audit.records import OUTCOMES, AuditSink
-from edge.errors import ReviewError, StateError
+from edge.errors import MalformedError, ReviewError, StateError
 from edge.formats import canonical_json
 from edge.fsutil import atomic_write
+from edge.watchlist import canonical
 
 SCHEMA: Final = "edge.review/1"
 MAX_REVIEW_BYTES: Final = 4096
@@ -89,12 +95,10 @@ def parse_review(data: bytes) -> Review:
     """Validate one ``edge.review/1`` message; :class:`ReviewError` names what is wrong."""
     if len(data) > MAX_REVIEW_BYTES:
         raise ReviewError(f"review message of {len(data)} bytes (limit {MAX_REVIEW_BYTES})")
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ReviewError(f"review message is not JSON: {e}") from e
-    if not isinstance(obj, dict):
-        raise ReviewError("review message must be a JSON object")
+    try:  # the strict reader: no duplicate keys or NaN; deep nesting is a typed error
+        obj = canonical.loads_object(data, "review message")
+    except MalformedError as e:
+        raise ReviewError(str(e)) from e
     if obj.get("schema") != SCHEMA:
         raise ReviewError(f"review schema must be '{SCHEMA}', got {obj.get('schema')!r:.40}")
     unknown = sorted(set(obj) - _KEYS)
@@ -113,6 +117,10 @@ def parse_review(data: bytes) -> Review:
         raise ReviewError(f"review field 'decided_at' is not an ISO 8601 time: {e}") from e
     if decided_at.utcoffset() is None:
         raise ReviewError("review field 'decided_at' must carry a UTC offset (e.g. 'Z')")
+    try:  # in UTC, as the audit log writes it; 9999-12-31T23:59:59-23:59 is not a time
+        decided_at = decided_at.astimezone(UTC)
+    except OverflowError as e:
+        raise ReviewError("review field 'decided_at' is outside the representable years in UTC") from e
     note = _text(obj, "note") if "note" in obj else ""
     if len(note) > MAX_NOTE or any(ord(c) < 32 for c in note):
         raise ReviewError(f"review note must be one line of at most {MAX_NOTE} characters")
@@ -190,7 +198,7 @@ class Adjudicator:
     def _apply(self, r: Review, now: datetime) -> Applied:
         ev = self._events.get(r.event_id)
         if ev is None and r.event_id in self.evidence:  # state lost but the crop is ours
-            ev = self._events[r.event_id] = _Event(now)
+            ev = _Event(now)
         if ev is None:
             records.adjudication(self.audit, now, event_id=r.event_id, outcome=r.outcome,
                                  verifier_ids=[r.verifier_id], decided_at=r.decided_at,
@@ -199,7 +207,7 @@ class Adjudicator:
         key = f"{r.verifier_id}|{r.outcome}|{iso_ts(r.decided_at)}"
         if key in ev.seen:
             return Applied(r.event_id, r.outcome, True, True, None, ev.settled, tuple(ev.confirmers), False)
-        ev.seen.append(key)
+        ev = _Event(ev.raised_at, ev.settled, list(ev.confirmers), [*ev.seen, key])  # committed below
         counted: str | None = None
         remark = ""
         verifier_ids = [r.verifier_id]
@@ -218,11 +226,12 @@ class Adjudicator:
             remark = f"already settled as {ev.settled}, not counted again"
         if counted is not None:
             ev.settled = counted
-        self._save()
         records.adjudication(self.audit, now, event_id=r.event_id, outcome=r.outcome,
                              verifier_ids=verifier_ids, decided_at=r.decided_at, note=_remark(remark, r.note))
+        self._events[r.event_id] = ev
+        self._save()
         deleted = False
-        if r.outcome == "false_alert":
+        if counted == "false_alert":
             deleted = self.evidence.delete(r.event_id, "adjudicated a false alert", now, self.audit)
         if counted is not None:
             self.counters.count_outcome(counted, now)

@@ -3,7 +3,9 @@
 The runner owns the threads and the clock; it calls, always with ``now``:
 
 - ``begin(order, now)`` when a deployment order is (re)loaded: counters per
-  order; a *new* order lifts a suspension and takes its budget;
+  order; a *new* order takes its budget but never lifts a suspension;
+- ``resume(resume, now)`` with a signed resume the order store admitted: the only
+  way a suspension is lifted;
 - ``alert(event_id, jpeg, captured_at, now)`` once an alert is durable in the outbox;
 - ``observe_totals(faces_total, embeddings_total, now)`` from the recognizer's
   cumulative counters (tracks, embeddings); returns the suspension reason once
@@ -30,7 +32,7 @@ from edge.accountability.evidence import EvidenceStore
 from edge.accountability.monitor import DEFAULT_BUDGET, FalseAlertMonitor
 from edge.accountability.transparency import FILE_NAME, Transparency, lfr_flag
 from edge.audit.records import AuditSink
-from edge.watchlist.order import MAX_RETENTION_DAYS, DeploymentOrder
+from edge.watchlist.order import MAX_RETENTION_DAYS, DeploymentOrder, Resume
 
 
 class Ledger:
@@ -61,10 +63,16 @@ class Ledger:
             if new:
                 self.monitor.budget = (DEFAULT_BUDGET if order.false_alert_budget is None
                                        else float(order.false_alert_budget))
-                self.monitor.reset(f"new deployment order {order.order_id}", now)
+                if self.monitor.suspended is None:  # a suspension outlives the order id
+                    self.monitor.reset(f"new deployment order {order.order_id}", now)
 
     def set_watchlist_size(self, n: int) -> None:
         self.transparency.set_watchlist_size(n)
+
+    def resume(self, resume: Resume, now: datetime) -> None:
+        """Lift a suspension by a signed resume (``OrderStore.admit_resume`` checked it)."""
+        self.monitor.reset(f"signed resume {resume.resume_seq} by {resume.decided_by}: {resume.reason}"[:300],
+                           now)
 
     # --- the pipeline -------------------------------------------------------------------
 

@@ -16,9 +16,8 @@ the first 10,000 faces, then at most ``budget`` per 10,000.
 Note: ``DeploymentOrder.false_alert_budget`` is an integer, so budgets are whole
 false alerts per 10,000 faces; ``None`` in the order means ``DEFAULT_BUDGET``.
 
-A suspension is sticky: only ``reset`` clears it, and the only caller is a new
-deployment order (a human decision, ``Ledger.begin``); a new bundle does not lift
-it. Both the suspension and its lifting are written to the audit log. The state is
+A suspension is sticky: only ``reset`` (on a signed resume, see ``Ledger.resume``)
+clears it, and both are written to the audit log. The state is
 kept in a small JSON file when ``state_path`` is given, so a restart is not a way
 out of a suspension. Faces counted since the last save may be lost on a crash,
 which can only make the rate look worse, never better.
@@ -89,7 +88,7 @@ class FalseAlertMonitor:
             return reason
 
     def reset(self, reason: str, now: datetime) -> None:
-        """A new deployment order: start counting afresh and lift a suspension (logged)."""
+        """Start counting afresh and lift a suspension (logged)."""
         with self._lock:
             was = self._suspended
             self._faces = self._false = 0
@@ -126,8 +125,8 @@ class FalseAlertMonitor:
             return None
         self._suspended = (
             f"false alerts {self._false} in {self._faces} faces = {rate:.2f} per {UNIT_FACES:,} faces,"
-            f" above the order's budget of {self.budget:g}; matching suspended until a new order or"
-            " bundle is installed"
+            f" above the order's budget of {self.budget:g}; matching suspended until a signed resume"
+            " is applied"
         )
         self._save()
         if self.audit is not None:

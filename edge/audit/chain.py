@@ -48,6 +48,7 @@ KINDS: Final = frozenset(
         "deletion",
         "purge",
         "checkpoint",
+        "outbox_quarantined",
         # written by the log itself
         "rotate",
         "torn_tail",

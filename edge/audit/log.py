@@ -22,6 +22,18 @@ a ``torn_tail`` record naming the file, offset, length and SHA-256 is chained on
 the loss is itself on the record and nothing is chained over silently. A *complete*
 last line that does not verify is not a power cut: ``open`` refuses with
 :class:`AuditError`, as it does when the log ends before the head file's record.
+
+A full or failing disk, decided policy: an append whose write or fsync fails is cut
+back to the last good length (a segment it had just created is removed), so the
+caller gets :class:`AuditError`, nothing was recorded and the next append chains on
+the last good record; if even that cut fails, the log refuses every further append
+until it is reopened (``open`` resumes from the last complete record and quarantines
+a torn remainder as above). Appends
+are refused with :class:`AuditSpaceError`, before anything is written, while the
+filesystem's free space would fall below ``reserve_bytes``; the reserve is left for
+the record written at open (a torn tail) and for the head file. A head file that
+cannot be rewritten after a durable record is not an error: it lags behind the log,
+which ``open`` and the verifier accept, and the next append rewrites it.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -40,7 +54,7 @@ from edge.audit.chain import GENESIS, encode_line, is_hex64, iso_ts, make_record
 from edge.audit.checkpoint import sign_checkpoint
 from edge.audit.guard import check_data, check_size
 from edge.audit.verify import Anchor, VerifyReport, verify_log
-from edge.errors import AuditError
+from edge.errors import AuditError, AuditSpaceError
 from edge.fsutil import atomic_write, fsync_dir, write_all
 
 if TYPE_CHECKING:
@@ -50,6 +64,7 @@ SEGMENT_RE: Final = re.compile(r"audit-(\d{6})\.jsonl")
 HEAD_FILE: Final = "head.json"
 LOCK_FILE: Final = ".lock"
 DEFAULT_SEGMENT_BYTES: Final = 8 * 1024 * 1024
+DEFAULT_RESERVE_BYTES: Final = 1024 * 1024
 
 
 def segment_name(number: int) -> str:
@@ -96,13 +111,26 @@ def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
                 raise AuditError(f"{path.name}: unreadable record: {e}") from e
 
 
+@dataclass(frozen=True)
+class _Position:
+    """Where the log stood before an append: what a failed append is rolled back to."""
+
+    segment: Path | None
+    size: int
+    number: int
+    seq: int
+    head: str
+    prev_segment: str | None
+
+
 class AuditLog:
     """Single-writer, thread-safe append-only log. Use :meth:`open`."""
 
-    def __init__(self, directory: Path, device_id: str, max_segment_bytes: int) -> None:
+    def __init__(self, directory: Path, device_id: str, max_segment_bytes: int, reserve_bytes: int) -> None:
         self.directory = directory
         self.device_id = device_id
         self.max_segment_bytes = max_segment_bytes
+        self.reserve_bytes = reserve_bytes
         self._lock = threading.RLock()
         self._lock_fd = -1
         self._fd = -1
@@ -112,15 +140,19 @@ class AuditLog:
         self._seq = -1
         self._head = GENESIS
         self._prev_segment: str | None = None  # set while the current segment lacks its rotate record
+        self._stuck: str | None = None  # why appends are refused until reopened (an undo failed)
         self.quarantined: dict[str, Any] | None = None
 
     # --- opening ---------------------------------------------------------------
 
     @classmethod
     def open(cls, directory: Path, device_id: str, now: datetime,
-             max_segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> AuditLog:
-        """Open (creating if need be) and resume the chain; ``now`` stamps a quarantine record."""
-        log = cls(directory, device_id, max_segment_bytes)
+             max_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+             reserve_bytes: int = DEFAULT_RESERVE_BYTES) -> AuditLog:
+        """Open (creating if need be) and resume the chain; ``now`` stamps a quarantine record.
+
+        ``reserve_bytes``: free space appends leave on the filesystem (0: no reserve)."""
+        log = cls(directory, device_id, max_segment_bytes, reserve_bytes)
         try:
             log._open(now)
         except OSError as e:
@@ -155,7 +187,7 @@ class AuditLog:
             self._fd = os.open(last, os.O_WRONLY | os.O_APPEND)
         if torn is not None:
             self.quarantined = torn
-            self.append("torn_tail", torn, now)
+            self._append("torn_tail", lambda: torn, now, use_reserve=False)
 
     def _quarantine_torn_tail(self, path: Path) -> dict[str, Any] | None:
         data = path.read_bytes()
@@ -229,17 +261,24 @@ class AuditLog:
         """Guard, chain, write and fsync one record; returns it once it is durable."""
         return self._append(kind, lambda: data, now)
 
-    def _append(self, kind: str, build: Callable[[], dict[str, Any]], now: datetime) -> dict[str, Any]:
+    def _append(self, kind: str, build: Callable[[], dict[str, Any]], now: datetime,
+                use_reserve: bool = True) -> dict[str, Any]:
         # ``build`` is called again after a rotation record was written, so that data
         # referring to the head (a checkpoint) names the record just before its own.
         ts = iso_ts(now)
         with self._lock:
             if self._fd < 0 and self._lock_fd < 0:
                 raise AuditError("audit log is closed")
+            if self._stuck is not None:
+                raise AuditError(f"audit log refuses appends until reopened: {self._stuck}")
             data = build()
             check_data(data)
             line = encode_line(make_record(self._seq + 1, ts, kind, data, self._head))
             check_size(line)
+            if use_reserve:
+                self._check_space(len(line))
+            before = _Position(self._segment, self._size, self._number, self._seq, self._head,
+                               self._prev_segment)
             try:
                 if self._segment is None:
                     self._new_segment(ts, rotate=False)
@@ -251,23 +290,59 @@ class AuditLog:
                     check_data(data)
                 record = make_record(self._seq + 1, ts, kind, data, self._head)
                 self._write(encode_line(record), record)
+            except OSError as e:
+                self._roll_back(before)
+                raise AuditError(f"audit append failed in {self.directory}: {e}; nothing was recorded") from e
+            with suppress(OSError):  # a lagging head file is accepted (see the module docstring)
                 atomic_write(self.directory / HEAD_FILE,
                               json.dumps({"segment": self._segment.name if self._segment else "",
                                           "seq": self._seq, "hash": self._head}).encode())
-            except OSError as e:
-                raise AuditError(f"audit append failed in {self.directory}: {e}") from e
             return record
+
+    def _check_space(self, needed: int) -> None:
+        if self.reserve_bytes <= 0:
+            return
+        try:
+            st = os.statvfs(self.directory)
+        except OSError as e:
+            raise AuditError(f"cannot read free space of {self.directory}: {e}") from e
+        free = st.f_bavail * st.f_frsize
+        if free - needed < self.reserve_bytes:
+            raise AuditSpaceError(
+                f"audit log refused a record: {free} bytes free in {self.directory}, below the"
+                f" reserve of {self.reserve_bytes} bytes; free space on that disk")
+
+    def _roll_back(self, before: _Position) -> None:
+        """Undo a failed append: cut the bytes it wrote, remove a segment it created."""
+        try:
+            if self._segment != before.segment:
+                assert self._segment is not None
+                os.close(self._fd)
+                self._fd = -1
+                self._segment.unlink()
+                fsync_dir(self.directory)
+                if before.segment is not None:
+                    self._fd = os.open(before.segment, os.O_WRONLY | os.O_APPEND)
+            else:
+                os.ftruncate(self._fd, before.size)
+                os.fsync(self._fd)
+        except OSError as e:
+            self._stuck = f"a failed write could not be undone ({e})"
+            return
+        self._segment, self._size = before.segment, before.size
+        self._number, self._seq, self._head = before.number, before.seq, before.head
+        self._prev_segment = before.prev_segment
 
     def _new_segment(self, ts: str, rotate: bool) -> None:
         prev = self._segment
-        self._number += 1
-        path = self.directory / segment_name(self._number)
+        path = self.directory / segment_name(self._number + 1)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
-        fsync_dir(self.directory)
         if self._fd >= 0:
-            os.close(self._fd)
+            os.close(self._fd)  # _roll_back reopens the previous segment if this append fails
+        self._number += 1
         self._fd, self._segment, self._size = fd, path, 0
         self._prev_segment = prev.name if rotate and prev is not None else None
+        fsync_dir(self.directory)
 
     def _write_rotation(self, ts: str) -> None:
         data = {"previous_segment": self._prev_segment, "previous_hash": self._head,

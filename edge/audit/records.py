@@ -211,6 +211,16 @@ def matching_resumed(sink: AuditSink, now: datetime, *, reason: str) -> dict[str
     return sink.append("matching_resumed", {"reason": _reason(reason)}, now)
 
 
+def outbox_quarantined(sink: AuditSink, now: datetime, *, file: str, quarantined_as: str, sha256: str,
+                       size: int, reason: str) -> dict[str, Any]:
+    """A corrupt outbox moved aside (kept for recovery); whatever it held was not delivered."""
+    return sink.append("outbox_quarantined", {
+        "file": _token("file", file), "quarantined_as": _token("quarantined_as", quarantined_as),
+        "sha256": _hash("sha256", sha256), "bytes": _count("bytes", size),
+        "reason": _reason(reason),
+    }, now)
+
+
 def recognition(sink: AuditSink, now: datetime, *, active: bool, reason: str) -> dict[str, Any]:
     """Recognition switched on or off (order window, bundle validity, suspension)."""
     return sink.append("recognition", {"active": _flag("active", active), "reason": _reason(reason)}, now)

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.accountability.governance import check_threshold
 from edge.errors import ConfigError, EnrolmentError
+from edge.perception.manifest import DEFAULT_EMBEDDER
 from edge.watchlist import canonical, keys
 from edge.watchlist.bundle import Caps, DeviceIdentity
 from edge.watchlist.context import VerificationContext
@@ -150,11 +151,11 @@ def _bundle_build(args: argparse.Namespace) -> int:
 
     now = _now(args)
     manifest = load_manifest(args.models_dir)
-    check_threshold(args.threshold, embedder_floor(manifest), "--threshold")
+    check_threshold(args.threshold, embedder_floor(manifest, args.embedder), "--threshold")
     rows = read_rows(args.csv, now)
-    analyzer = FaceAnalyzer.from_models_dir(args.models_dir)
+    analyzer = FaceAnalyzer.from_models_dir(args.models_dir, family=args.embedder)
     entries, rejected = build_entries(rows, args.images, analyzer, args.min_quality,
-                                      reliable_width(manifest))
+                                      reliable_width(manifest, args.embedder))
     for r in rejected:
         print(f"rejected {r.image} ({r.subject_ref}): {r.reason}", file=sys.stderr)
     if rejected and not args.skip_rejected:
@@ -165,7 +166,7 @@ def _bundle_build(args: argparse.Namespace) -> int:
         bundle_id=args.bundle_id or f"{args.fleet}-v{args.version}",
         version=args.version, issued_at=now, not_before=not_before,
         expires_at=now + timedelta(days=args.valid_days), issuer=args.issuer,
-        fleet_id=args.fleet, recipients=_recipients(args.device), model=embedder_ref(manifest),
+        fleet_id=args.fleet, recipients=_recipients(args.device), model=embedder_ref(manifest, args.embedder),
         threshold=args.threshold, entries=entries,
         caps=Caps(max(1, len(entries)), 16, 64 * 1024 * 1024),
     )
@@ -189,7 +190,7 @@ def _device_context(args: argparse.Namespace) -> VerificationContext:
 
     return load_context(trust_file=args.trust, device_key=args.device_key,
                         identity=DeviceIdentity(args.device_id, args.fleet),
-                        manifest=load_manifest(args.models_dir))
+                        manifest=load_manifest(args.models_dir), family=args.embedder)
 
 
 def _summary(vb: Any) -> dict[str, object]:
@@ -245,6 +246,30 @@ def _order_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign_new(env: Envelope, args: argparse.Namespace) -> int:
+    from edge.fsutil import atomic_write
+
+    for kp in args.key:
+        env = env.sign(keys.load_signer(kp))
+    atomic_write(args.out, env.encode(), mode=0o644)
+    _print({"out": str(args.out), "content_sha256": env.content_sha256(),
+            "signatures": [s.keyid.hex() for s in env.signatures]})
+    return 0
+
+
+def _order_revoke(args: argparse.Namespace) -> int:
+    from edge.watchlist.order import revocations_document
+
+    return _sign_new(revocations_document(args.fleet, args.list_seq, _now(args), args.order_ids), args)
+
+
+def _order_resume(args: argparse.Namespace) -> int:
+    from edge.watchlist.order import resume_document
+
+    return _sign_new(resume_document(args.device_id, args.order_id, args.resume_seq, _now(args),
+                                     args.decided_by, args.reason), args)
+
+
 def _order_verify(args: argparse.Namespace) -> int:
     from edge.watchlist.order import verify_order
     from edge.watchlist.trust import load_pinned
@@ -264,12 +289,18 @@ def _order_verify(args: argparse.Namespace) -> int:
 # --- registration ----------------------------------------------------------------
 
 
+def _embedder_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedder", default=DEFAULT_EMBEDDER, metavar="FAMILY",
+                   help=f"recogniser family in the manifest (default: {DEFAULT_EMBEDDER})")
+
+
 def _device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust", type=Path, required=True, help="pinned root-of-trust file")
     p.add_argument("--device-id", required=True)
     p.add_argument("--fleet", required=True)
     p.add_argument("--device-key", type=Path, required=True, help="X25519 device key file")
     p.add_argument("--models-dir", type=Path, default=Path("models"))
+    _embedder_arg(p)
     p.add_argument("--now", help="RFC 3339 time instead of the clock (testing)")
 
 
@@ -314,6 +345,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--models-dir", type=Path, default=Path("models"))
+    _embedder_arg(p)
     p.add_argument("--device", action="append", required=True,
                    help="DEVICE_ID=DEVICE_PUBLIC_KEY_FILE (repeat per target)")
     p.add_argument("--fleet", required=True)
@@ -343,13 +375,32 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", type=Path)
     p.set_defaults(func=_bundle_inspect)
 
-    o = subparsers.add_parser("order", help="deployment orders: sign, verify")
+    o = subparsers.add_parser("order", help="deployment orders: sign, revoke, resume, verify")
     os_ = o.add_subparsers(dest="action", required=True)
     p = os_.add_parser("sign", help="sign an order (JSON document or envelope)")
     p.add_argument("file", type=Path)
     p.add_argument("--key", type=Path, action="append", required=True)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_order_sign)
+    p = os_.add_parser("revoke", help="sign a revocation list: devices refuse the named orders")
+    p.add_argument("order_ids", nargs="*", metavar="ORDER_ID")
+    p.add_argument("--fleet", required=True)
+    p.add_argument("--list-seq", type=int, required=True, help="higher than the last list issued")
+    p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--now")
+    p.set_defaults(func=_order_revoke)
+    p = os_.add_parser("resume", help="sign a resume: lifts a false-alert suspension of one order on one"
+                                     " device (the only way to lift one)")
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--order-id", required=True)
+    p.add_argument("--resume-seq", type=int, required=True, help="higher than the last resume for the device")
+    p.add_argument("--decided-by", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--now")
+    p.set_defaults(func=_order_resume)
     p = os_.add_parser("verify", help="verify; with --device-id/--camera-id also the window")
     p.add_argument("file", type=Path)
     p.add_argument("--trust", type=Path, required=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from edge.authority.build import EntrySpec, normalise
 from edge.errors import EnrolmentError, ImageError, SignedDocumentError
+from edge.perception.imageio import load_image
 from edge.perception.pick import main_index, rival_index
 from edge.perception.types import Face, RGBImage
 from edge.watchlist import canonical
@@ -103,14 +104,7 @@ def read_rows(path: Path, now: datetime) -> list[Row]:
     return rows
 
 
-def read_rgb(path: Path) -> RGBImage:
-    import cv2  # heavy; only enrolment needs it
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ImageError(f"{path}: not a readable image")
-    rgb: RGBImage = np.ascontiguousarray(bgr[:, :, ::-1])
-    return rgb
+read_rgb = load_image  # the shared reader: pixel count checked from the header first
 
 
 def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float, min_width: float) -> np.ndarray:

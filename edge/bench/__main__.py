@@ -13,6 +13,7 @@ import sys
 SECTIONS: dict[str, str] = {
     "detector": "edge.bench.perception",
     "embedder": "edge.bench.embedder",
+    "landmarks": "edge.bench.landmarks",
     "bundle": "edge.bench.bundle",
     "audit": "edge.bench.audit",
     "pipeline": "edge.bench.pipeline",

@@ -23,7 +23,8 @@ from pathlib import Path
 from edge.bench.timing import testdata_dir
 from edge.perception.detector import BlazeFaceDetector
 from edge.perception.tiling import TiledDetector, TilingConfig
-from edge.scenario.demo import ROOT, free_port, local_broker, prepare
+from edge.scenario.broker import free_port
+from edge.scenario.demo import ROOT, local_broker, prepare
 from edge.scenario.render import load_truth, scene_from_truth
 
 

@@ -3,8 +3,11 @@
 For installers (does my device alert?) and for the central side (is the stream
 complete?). ``--check`` validates every alert against the contract, reports
 redeliveries (de-duplicated on ``event_id``) and ``seq`` gaps per device, and
-exits non-zero on any violation. Exit codes: 0 fine, 1 contract violation or
-gap (with ``--check``), 3 ``--count`` not reached before ``--timeout``.
+exits non-zero on any violation. The device is the one the topic names
+(``<prefix>/<device>/alerts``, which the broker lets only that device publish); an
+alert claiming another device id is invalid. No payload stops the command.
+Exit codes: 0 fine, 1 contract violation or gap (with ``--check``), 3 ``--count``
+not reached before ``--timeout``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.delivery.contract import AlertStream, format_gaps, validate_alert
+from edge.config import DEFAULT_PATH
+from edge.delivery.contract import AlertStream, device_from_topic, format_gaps, too_deep, validate_alert
+from edge.delivery.topics import ROOT, fleet_filter
 from edge.errors import BrokerError
 
 EXIT_OK, EXIT_INVALID, EXIT_TIMEOUT = 0, 1, 3
@@ -34,7 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ca", type=Path, help="CA certificate: enables TLS")
     p.add_argument("--cert", type=Path, help="client certificate (TLS)")
     p.add_argument("--key", type=Path, help="client key (TLS)")
-    p.add_argument("--prefix", default="edge", help="topic root; subscribes <prefix>/+/alerts")
+    p.add_argument("--prefix", default=ROOT, help="topic root; subscribes <prefix>/+/alerts")
     p.add_argument("--topic", help="subscribe to this topic filter instead")
     p.add_argument("--client-id", default=None)
     p.add_argument("--session-expiry", type=int, default=0, metavar="S",
@@ -46,6 +51,33 @@ def register(subparsers: Any) -> None:
                    help="exit after N distinct alerts")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="exit after S s")
     p.set_defaults(func=run)
+    o = subparsers.add_parser("outbox", help="the device's outbox: quarantine a corrupt one")
+    osub = o.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    q = osub.add_parser("quarantine", help="move a corrupt outbox aside (kept) with an audit record;"
+                                          " the device must be stopped")
+    q.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    q.set_defaults(func=run_quarantine)
+
+
+def run_quarantine(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from edge.audit import records
+    from edge.audit.log import AuditLog
+    from edge.config import load
+    from edge.delivery.outbox import quarantine
+
+    cfg = load(args.config)
+    now = datetime.now(UTC)
+    state = cfg.state.dir
+    # The audit log first: a running device holds its lock, so this refuses while it runs.
+    with AuditLog.open(state / "audit", cfg.device.id, now) as audit:
+        q = quarantine(state / "outbox.sqlite3", now)
+        records.outbox_quarantined(audit, now, file=q.file, quarantined_as=q.quarantined_as, sha256=q.sha256,
+                                   size=q.size, reason=q.reason)
+    print(f"outbox moved aside to {state / q.quarantined_as} ({q.reason}); its undelivered events"
+          " are not published; `edge run` starts with an empty outbox", file=sys.stderr)
+    return EXIT_OK
 
 
 @dataclass
@@ -60,27 +92,34 @@ class Consumer:
     invalid: int = 0
 
     def feed(self, topic: str, payload: bytes) -> None:
+        device = device_from_topic(topic)
         try:
             event = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             self.invalid += 1
-            print(f"INVALID {topic}: not JSON ({e})", file=self.err)
+            print(f"INVALID {topic}: not JSON ({type(e).__name__}: {str(e)[:200]})", file=self.err)
+            return
+        if too_deep(event):  # nothing below (repr, dumps, checks) has to walk it
+            self.invalid += 1
+            print(f"INVALID {topic}: nested deeper than the alert contract allows", file=self.err)
             return
         if self.check:
-            problems = validate_alert(event)
+            problems = validate_alert(event, topic_device=device)
+            if device is None:
+                problems.append(f"topic: {topic!r} does not name a device (<prefix>/<device>/alerts)")
             if problems:
                 self.invalid += 1
                 ref = event.get("event_id", "?") if isinstance(event, dict) else "?"
                 print(f"INVALID {topic} event {ref}: " + "; ".join(problems), file=self.err)
         if not isinstance(event, dict):
             return
-        if not self.stream.add(event):
+        if not self.stream.add(event, device):
             print(f"duplicate {event.get('event_id')} (redelivery, ignored)", file=self.err)
             return
         if self.as_json:
             print(json.dumps(event, separators=(",", ":"), sort_keys=True), file=self.out)
         else:
-            print(compact(event), file=self.out)
+            print(compact(event, device), file=self.out)
         self.out.flush()
 
     @property
@@ -94,7 +133,8 @@ class Consumer:
         return text, self.invalid == 0 and not gaps
 
 
-def compact(e: dict[str, Any]) -> str:
+def compact(e: dict[str, Any], device: str | None = None) -> str:
+    """One line; ``device`` is the topic's device (a different claim in the payload is shown)."""
     bundle = e.get("bundle") if isinstance(e.get("bundle"), dict) else {}
     assert isinstance(bundle, dict)
     crop = " +crop" if e.get("crop_jpeg_b64") else ""
@@ -103,7 +143,9 @@ def compact(e: dict[str, Any]) -> str:
         v = e.get(k)
         return f"{v:.3f}" if isinstance(v, int | float) else "?"
 
-    return (f"{e.get('captured_at', '?')} {e.get('device_id', '?')}/{e.get('camera_id', '?')}"
+    claimed = e.get("device_id", "?")
+    who = claimed if device is None or claimed == device else f"{device} (claims {claimed})"
+    return (f"{e.get('captured_at', '?')} {who}/{e.get('camera_id', '?')}"
             f" seq={e.get('seq', '?')} POSSIBLE MATCH {e.get('subject_ref', '?')}"
             f" [{e.get('category', '?')}] score={num('score')} thr={num('threshold')}"
             f" margin={num('margin')} track={e.get('track_id', '?')}"
@@ -119,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     tls = args.ca is not None
     port = args.port if args.port is not None else (8883 if tls else 1883)
-    topic = args.topic or f"{args.prefix.rstrip('/')}/+/alerts"
+    topic = args.topic or fleet_filter("alerts", args.prefix)
     consumer = Consumer(check=args.check, as_json=args.json, out=sys.stdout, err=sys.stderr)
     failure: list[str] = []
 

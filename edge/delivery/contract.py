@@ -21,6 +21,7 @@ from typing import Any, Final, TypeGuard
 # The alert schema, in one place: the builder writes it, the validator checks it.
 # 2: correlation.track_first_seen -> best_seen_at, track_embeddings -> decision_window.
 ALERT_SCHEMA: Final = "edge.alert/2"
+MAX_DEPTH: Final = 8  # an alert nests 2 levels; deeper payloads are refused before anything walks them
 
 _STRINGS: Final = ("device_id", "camera_id", "site", "subject_ref", "category")
 
@@ -82,12 +83,42 @@ def _check_crop(v: object) -> str | None:
     return None
 
 
-def validate_alert(event: object) -> list[str]:
-    """Every contract violation in ``event``; an empty list means it is a valid alert."""
+def device_from_topic(topic: str) -> str | None:
+    """The device id in ``<prefix>/<device>/alerts``: the one the broker lets publish there."""
+    parts = topic.split("/")
+    if len(parts) < 2 or parts[-1] != "alerts" or not parts[-2]:
+        return None
+    return parts[-2]
+
+
+def too_deep(obj: object, limit: int = MAX_DEPTH) -> bool:
+    """True when JSON ``obj`` nests lists/objects more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        children = o.values() if isinstance(o, dict) else o if isinstance(o, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
+
+
+def validate_alert(event: object, topic_device: str | None = None) -> list[str]:
+    """Every contract violation in ``event``; an empty list means it is a valid alert.
+
+    ``topic_device``: the device id of the topic it arrived on; a payload claiming
+    another device id is a violation (a device may only speak for itself)."""
     if not isinstance(event, dict):
         return ["alert: must be a JSON object"]
+    if too_deep(event):
+        return [f"alert: nested deeper than {MAX_DEPTH} levels"]
     e: dict[str, Any] = event
     problems: list[str] = []
+    claimed = e.get("device_id")
+    if topic_device is not None and isinstance(claimed, str) and claimed != topic_device:
+        problems.append(f"device_id: {claimed!r} does not match the topic's device {topic_device!r}")
     required = ("schema", "event_id", "seq", *_STRINGS, "captured_at", "score", "threshold",
                 "margin", "track_id", "box", "quality", "bundle", "model", "possible_match",
                 "requires_human_review")
@@ -151,14 +182,18 @@ class AlertStream:
     seqs: dict[str, set[int]] = field(default_factory=dict)
     duplicates: int = 0
 
-    def add(self, event: dict[str, Any]) -> bool:
-        """Record an alert; False if its ``event_id`` was seen before (a redelivery)."""
+    def add(self, event: dict[str, Any], device: str | None = None) -> bool:
+        """Record an alert; False if its ``event_id`` was seen before (a redelivery).
+
+        ``device``: the device of the topic it came on (else the one it names)."""
         event_id = str(event.get("event_id"))
         if event_id in self.seen:
             self.duplicates += 1
             return False
         self.seen.add(event_id)
-        seq, device = event.get("seq"), event.get("device_id")
+        seq = event.get("seq")
+        if device is None:
+            device = event.get("device_id")
         if _is_int(seq) and isinstance(device, str):
             self.seqs.setdefault(device, set()).add(int(seq))
         return True

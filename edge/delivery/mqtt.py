@@ -1,5 +1,9 @@
 """The MQTT link: paho-mqtt 2.x (MQTT v5, TLS client certificates) on one thread.
 
+This module is the connection (paho client lifecycle, reconnect backoff, the
+thread's loop); what it sends comes from the outbox pump (``pump.OutboxPump``)
+and the retained-state cache (``retained.RetainedState``).
+
 Every paho call happens on the link's own thread, which runs paho's external
 event loop (``loop_read``/``loop_write``/``loop_misc`` around our own
 ``select``). Other threads never touch the client: they write to the durable
@@ -34,7 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.backoff import backoff_delay
+from edge.config import BrokerConfig, StatsConfig
 from edge.delivery.outbox import Outbox, OutboxStats
+from edge.delivery.pump import OutboxPump
+from edge.delivery.retained import RetainedState
+from edge.delivery.topics import Topics
 from edge.errors import BrokerError
 from edge.formats import canonical_json
 
@@ -46,33 +55,30 @@ MessageHandler = Callable[[str, bytes], None]
 
 @dataclass(frozen=True)
 class LinkConfig:
-    """The broker section; field names follow ``[broker]`` in the device config."""
+    """The broker section; field names and defaults are those of ``[broker]`` (``BrokerConfig``)."""
 
     device_id: str
-    host: str = "127.0.0.1"
-    port: int = 8883
-    tls: bool = True
+    host: str = BrokerConfig.host
+    port: int = BrokerConfig.port
+    tls: bool = BrokerConfig.tls
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
-    topic_prefix: str | None = None  # default edge/<device_id>
-    keepalive: int = 30
+    topic_prefix: str | None = None  # default edge/<device_id> (see ``Topics``)
+    keepalive: int = BrokerConfig.keepalive
     client_id: str | None = None
+    reconnect_max_s: float = BrokerConfig.reconnect_max_s  # backoff cap
     connect_timeout_s: float = 5.0
     backoff_min_s: float = 0.5
-    backoff_max_s: float = 30.0
     max_inflight: int = 20
     refused_retry_s: float = 60.0
-    stats_interval_s: float = 60.0
+    stats_interval_s: float = StatsConfig.interval_s
     stats_qos: int = 0
     subscriptions: tuple[str, ...] = ("bundle", "review")
 
     @property
-    def prefix(self) -> str:
-        return (self.topic_prefix or f"edge/{self.device_id}").rstrip("/")
-
-    def topic(self, leaf: str) -> str:
-        return f"{self.prefix}/{leaf}"
+    def topics(self) -> Topics:
+        return Topics.for_device(self.device_id, self.topic_prefix)
 
 
 @dataclass(frozen=True)
@@ -111,16 +117,6 @@ class _Conn:
     closing_acked: bool = False
 
 
-def backoff_delay(attempt: int, low: float, high: float, u: float) -> float:
-    """Exponential backoff capped at ``high``, with "equal jitter" from ``u`` in [0, 1).
-
-    Half the delay is random so that devices cut off by the same broker outage
-    do not all come back in the same instant.
-    """
-    base = min(high, low * float(2 ** min(attempt, 30)))
-    return base * (0.5 + 0.5 * u)
-
-
 class MqttLink:
     def __init__(
         self,
@@ -137,7 +133,9 @@ class MqttLink:
         self.outbox = outbox
         self._on_message = on_message
         self._stats_provider = stats_provider
-        self._on_ack = on_ack
+        self.pump = OutboxPump(outbox, max_inflight=config.max_inflight,
+                               refused_retry_s=config.refused_retry_s, on_ack=on_ack)
+        self.retained = RetainedState(config.device_id)
         self._rng = rng or random.Random()
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -145,21 +143,15 @@ class MqttLink:
         self._wake_w.setblocking(False)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._status: StatusDict = {}
-        self._retained: dict[str, bytes] = {}
         self._conn: _Conn | None = None
         self._attempt = 0
         self._next_attempt = 0.0
         self._next_stats = 0.0
-        self._refused_ids: dict[int, float] = {}  # outbox id -> retry time
         self._stopping = False
         self._drain_deadline = 0.0
         self._tick = time.monotonic()
         self._state = "stopped"
         self._connects = 0
-        self._delivered = 0
-        self._refused = 0
-        self._last_refusal: str | None = None
         self._last_error: str | None = None
 
     # --- API for other threads -------------------------------------------------------
@@ -178,13 +170,13 @@ class MqttLink:
 
         Raises :class:`OutboxFullError` when the outbox refuses it (nothing is consumed).
         """
-        event_id, seq = self.outbox.put_alert(self.config.topic("alerts"), build)
+        event_id, seq = self.outbox.put_alert(self.config.topics.alerts, build)
         self.wake()
         return event_id, seq
 
     def publish_stats(self, stats: dict[str, Any]) -> int | None:
         payload = canonical_json(stats)
-        event_id = self.outbox.put("stats", self.config.topic("stats"), payload,
+        event_id = self.outbox.put("stats", self.config.topics.stats, payload,
                                    self.config.stats_qos)
         self.wake()
         return event_id
@@ -220,14 +212,15 @@ class MqttLink:
 
     def health(self) -> LinkHealth:
         conn = self._conn
-        with self._lock:
+        p = self.pump
+        with self._lock, p.lock:
             return LinkHealth(
                 state=self._state,
                 connected=conn is not None and conn.connected,
                 connects=self._connects,
-                delivered=self._delivered,
-                refused=self._refused,
-                last_refusal=self._last_refusal,
+                delivered=p.delivered,
+                refused=p.refused,
+                last_refusal=p.last_refusal,
                 last_error=self._last_error,
                 inflight=len(conn.inflight) if conn is not None else 0,
                 outbox=self.outbox.stats(),
@@ -272,7 +265,7 @@ class MqttLink:
                     self._drop("connection lost" if conn.lost else "no CONNACK in time")
                     continue
                 if conn.connected:
-                    self._pump(conn, now)
+                    self.pump.pump(conn, now)
                     self._maybe_stats(now)
                 self._io(conn)
             except Exception as e:  # the link must outlive any bug in one turn
@@ -285,9 +278,7 @@ class MqttLink:
         if now >= self._drain_deadline:
             return True
         conn = self._conn
-        if conn is None or not conn.connected:
-            return self.outbox.pending(limit=1) == []
-        return not conn.inflight and not self.outbox.pending(after_id=conn.last_sent, limit=1)
+        return self.pump.drained(conn, conn is not None and conn.connected)
 
     def _wait(self, timeout: float) -> None:
         r, _, _ = select.select([self._wake_r], [], [], max(0.0, timeout))
@@ -307,15 +298,14 @@ class MqttLink:
                 return
             conn = self._conn
             if name == "status":
-                self._status = arg
+                self.retained.status = arg
                 if conn is not None and conn.connected:
                     self._publish_status(conn, "online")
             elif name == "retained":
                 leaf, payload = arg
-                if self._retained.get(leaf) != payload:
-                    self._retained[leaf] = payload
-                    if conn is not None and conn.connected:
-                        conn.client.publish(self.config.topic(leaf), payload, qos=1, retain=True)
+                changed = self.retained.set_leaf(leaf, payload)
+                if changed and conn is not None and conn.connected:
+                    conn.client.publish(self.config.topics.leaf(leaf), payload, qos=1, retain=True)
 
     def _io(self, conn: _Conn) -> None:
         client = conn.client
@@ -345,7 +335,7 @@ class MqttLink:
         due = [now + 1.0]
         if self._stats_provider is not None:
             due.append(self._next_stats)
-        due += self._refused_ids.values()
+        due += self.pump.next_retry()
         return max(0.0, min(due) - now)
 
     # --- connection -------------------------------------------------------------
@@ -373,8 +363,8 @@ class MqttLink:
         client.on_message = self._guard(self._on_message_cb, conn)
         client.on_subscribe = self._guard(self._on_subscribe, conn)
         client.on_log = self._guard(self._on_log, conn)
-        will = self._status_payload("offline", reason="connection lost")
-        client.will_set(cfg.topic("status"), will, qos=1, retain=True)
+        will = self.retained.status_payload("offline", reason="connection lost")
+        client.will_set(cfg.topics.status, will, qos=1, retain=True)
         try:
             if cfg.tls:
                 client.tls_set(
@@ -394,7 +384,7 @@ class MqttLink:
 
     def _schedule_retry(self, now: float) -> None:
         cfg = self.config
-        delay = backoff_delay(self._attempt, cfg.backoff_min_s, cfg.backoff_max_s,
+        delay = backoff_delay(self._attempt, cfg.backoff_min_s, cfg.reconnect_max_s,
                               self._rng.random())
         self._attempt = min(self._attempt + 1, 30)
         self._next_attempt = now + delay
@@ -447,13 +437,12 @@ class MqttLink:
         log.info("mqtt: connected to %s:%d; %d events pending", self.config.host,
                  self.config.port, self.outbox.depth())
         self._publish_status(conn, "online")
-        for leaf, payload in self._retained.items():
-            client.publish(self.config.topic(leaf), payload, qos=1, retain=True)
-        topics = [(self.config.topic(leaf), 1) for leaf in self.config.subscriptions]
+        for leaf, payload in self.retained.leaves.items():
+            client.publish(self.config.topics.leaf(leaf), payload, qos=1, retain=True)
+        topics = [(self.config.topics.leaf(leaf), 1) for leaf in self.config.subscriptions]
         if topics:
             client.subscribe(topics)
-        # A reconnect replays every pending event, refused ones included.
-        self._refused_ids.clear()
+        self.pump.connected()
 
     def _on_disconnect(self, conn: _Conn, _client: Any, _ud: Any, _flags: Any,
                        reason: Any, _props: Any) -> None:
@@ -481,69 +470,14 @@ class MqttLink:
         if mid == conn.closing_mid:
             conn.closing_acked = True
             return
-        event_id = conn.inflight.pop(mid, None)
-        if event_id is None:
-            return  # status or QoS 0 telemetry
-        if reason.is_failure:
-            with self._lock:
-                self._refused += 1
-                self._last_refusal = f"event {event_id}: {reason} (0x{reason.value:02x})"
-            log.error("mqtt: broker REFUSED outbox event %d: %s (0x%02x); kept in the outbox,"
-                      " %d refusals so far", event_id, reason, reason.value, self._refused)
-            self._refused_ids[event_id] = time.monotonic() + self.config.refused_retry_s
-            return
-        self.outbox.ack(event_id)
-        self._refused_ids.pop(event_id, None)
-        with self._lock:
-            self._delivered += 1
-        if self._on_ack is not None:
-            self._on_ack(event_id)
+        self.pump.published(conn, mid, reason)
 
     # --- publishing (link thread) ----------------------------------------------
 
-    def _pump(self, conn: _Conn, now: float) -> None:
-        room = self.config.max_inflight - len(conn.inflight)
-        if room <= 0:
-            return
-        due = [i for i, t in self._refused_ids.items() if t <= now]
-        for event_id in due[:room]:
-            del self._refused_ids[event_id]
-            ev = self.outbox.get(event_id)
-            if ev is not None:
-                self._send(conn, ev.id, ev.topic, ev.payload, ev.qos)
-                room -= 1
-        if room <= 0:
-            return
-        for ev in self.outbox.pending(after_id=conn.last_sent, limit=room):
-            conn.last_sent = ev.id
-            if ev.id in self._refused_ids:
-                continue  # waits for its retry time
-            if not self._send(conn, ev.id, ev.topic, ev.payload, ev.qos):
-                break
-
-    def _send(self, conn: _Conn, event_id: int, topic: str, payload: bytes, qos: int) -> bool:
-        info = conn.client.publish(topic, payload, qos=qos)
-        if info.rc != 0:
-            conn.lost = True
-            return False
-        if qos == 0:
-            self.outbox.ack(event_id)  # QoS 0 has no PUBACK: handed to the socket is all
-        else:
-            conn.inflight[info.mid] = event_id
-        return True
-
     def _publish_status(self, conn: _Conn, availability: str, reason: str | None = None) -> int:
-        payload = self._status_payload(availability, reason)
-        info = conn.client.publish(self.config.topic("status"), payload, qos=1, retain=True)
+        payload = self.retained.status_payload(availability, reason)
+        info = conn.client.publish(self.config.topics.status, payload, qos=1, retain=True)
         return int(info.mid)
-
-    def _status_payload(self, availability: str, reason: str | None = None) -> bytes:
-        status: StatusDict = dict(self._status)
-        status["device_id"] = self.config.device_id
-        status["availability"] = availability
-        if reason is not None:
-            status["reason"] = reason
-        return canonical_json(status)
 
     def _maybe_stats(self, now: float) -> None:
         if self._stats_provider is None or self._stopping or now < self._next_stats:

@@ -11,19 +11,28 @@ alert is never dropped: if only alerts are left, the new alert is refused with
 
 One connection is shared by the pipeline thread (``put``) and the MQTT thread
 (``pending``/``ack``), serialised by a lock.
+
+A corrupt outbox (``outbox_problem`` names why) is moved aside by ``quarantine``,
+with its WAL and shared-memory files, and kept for recovery; ``edge outbox
+quarantine`` does that with an audit record, so ``edge run`` can start afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from edge.config import OutboxConfig
 from edge.errors import OutboxError, OutboxFullError
+from edge.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +85,8 @@ class OutboxStats:
 class Outbox:
     """A bounded FIFO of events to publish, persisted in one SQLite file."""
 
-    def __init__(self, path: Path, max_events: int = 10_000, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, path: Path, max_events: int = OutboxConfig.max_events,
+                 max_bytes: int = OutboxConfig.max_bytes) -> None:
         if max_events <= 0 or max_bytes <= 0:
             raise OutboxError("outbox bounds must be positive")
         self.path = Path(path)
@@ -317,3 +327,60 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SIDECARS: Final = ("-wal", "-shm")
+
+
+def outbox_problem(path: Path) -> str | None:
+    """Why the outbox file at ``path`` is unusable, or None when it opens and checks clean."""
+    try:
+        db = sqlite3.connect(str(path), isolation_level=None, timeout=10.0)
+    except sqlite3.Error as e:
+        return str(e)
+    try:
+        result = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
+        if result != ["ok"]:
+            return "quick_check: " + "; ".join(result)[:250]
+        tables = {str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = {"events", "counters"} - tables
+        return f"tables missing: {', '.join(sorted(missing))}" if missing else None
+    except sqlite3.Error as e:
+        return str(e)
+    finally:
+        db.close()
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    file: str
+    quarantined_as: str
+    sha256: str
+    size: int
+    reason: str
+
+
+def quarantine(path: Path, now: datetime) -> Quarantined:
+    """Move a corrupt outbox (and its WAL/SHM files) aside as ``<name>.corrupt-<time>``.
+
+    Refused with ``OutboxError`` when the outbox is healthy or missing. The device must
+    be stopped (the caller holds the audit log, which a running device keeps locked)."""
+    if not path.is_file():
+        raise OutboxError(f"no outbox at {path}")
+    reason = outbox_problem(path)
+    if reason is None:
+        raise OutboxError(f"outbox {path} is not corrupt: nothing to quarantine")
+    target = path.with_name(f"{path.name}.corrupt-{now.strftime('%Y%m%dT%H%M%SZ')}")
+    if target.exists():
+        raise OutboxError(f"{target} exists already")
+    try:
+        data = path.read_bytes()
+        for suffix in SIDECARS:
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.replace(side, target.with_name(target.name + suffix))
+        os.replace(path, target)
+        fsync_dir(path.parent)
+    except OSError as e:
+        raise OutboxError(f"cannot move outbox {path} aside: {e}") from e
+    return Quarantined(path.name, target.name, hashlib.sha256(data).hexdigest(), len(data), reason[:250])

@@ -1,7 +1,7 @@
 """``edge embed`` and ``edge verify``: faces and embeddings from image files.
 
-    edge embed IMAGE... [--json] [--variant float|int8]
-    edge verify A B [--json] [--variant float|int8]
+    edge embed IMAGE... [--json] [--variant float|int8] [--embedder FAMILY]
+    edge verify A B [--json] [--variant float|int8] [--embedder FAMILY]
 
 Both run the device's own pipeline (``FaceAnalyzer``): the same detector,
 aligner, quality figure and embedder as live recognition and enrolment.
@@ -18,34 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.errors import EnrolmentError, ImageError
-from edge.perception.types import KEYPOINT_NAMES, RGBImage
+from edge.errors import EnrolmentError
+from edge.perception.imageio import load_image
+from edge.perception.manifest import DEFAULT_EMBEDDER
+from edge.perception.types import KEYPOINT_NAMES
 
 if TYPE_CHECKING:
     from edge.perception.analyzer import AnalyzedFace, FaceAnalyzer
 
 
-def load_image(path: Path | str) -> RGBImage:
-    """Read an image file as RGB uint8; ``ImageError`` when it cannot be decoded."""
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise ImageError(f"{p}: no such file")
-    try:
-        data = np.fromfile(p, dtype=np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except (OSError, cv2.error) as e:
-        raise ImageError(f"{p}: cannot read: {e}") from e
-    if bgr is None:
-        raise ImageError(f"{p}: not a readable image (JPEG, PNG, ...)")
-    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-
-
 def _analyzer(args: argparse.Namespace) -> FaceAnalyzer:
     from edge.perception.analyzer import FaceAnalyzer
 
-    return FaceAnalyzer.from_models_dir(args.models_dir, variant=args.variant)
+    return FaceAnalyzer.from_models_dir(args.models_dir, variant=args.variant,
+                                        family=args.embedder)
 
 
 def face_json(a: AnalyzedFace) -> dict[str, Any]:
@@ -118,6 +104,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="pin the model variant (default: Edge TPU if present, else fastest CPU)")
     p.add_argument("--models-dir", type=Path, default=None,
                    help="folder holding manifest.json (default: the installed models)")
+    p.add_argument("--embedder", default=DEFAULT_EMBEDDER, metavar="FAMILY",
+                   help=f"recogniser family in the manifest (default: {DEFAULT_EMBEDDER})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -29,6 +29,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from edge.config import DetectionConfig
 from edge.errors import ConfigError
 from edge.perception import blazeface
 from edge.perception.blazeface import RawDetections
@@ -123,8 +124,8 @@ class RawDetector(Protocol):
 @dataclass(frozen=True)
 class TilingConfig:
     roi: Box | None = None  # None: the whole frame
-    tile_size: int = 384
-    overlap: int = 128
+    tile_size: int = DetectionConfig.tile  # the [detection] defaults, kept in one place
+    overlap: int = DetectionConfig.overlap
     nms_iou: float = 0.3
     max_detections: int = 100
 

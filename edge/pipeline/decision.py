@@ -8,7 +8,7 @@ one :class:`Decision` and is closed.
 A per-subject cooldown absorbs track fragmentation (the same person re-acquired
 as a new track after an occlusion or a detector miss): a decision for S is
 suppressed while S was matched on an already decided track less than
-``cooldown`` seconds ago. Times are the frames' monotonic ``ts``, passed in;
+``cooldown_s`` seconds ago. Times are the frames' monotonic ``ts``, passed in;
 nothing here reads a clock. Evidence is kept only for matching observations, so
 nothing about a non-match is retained.
 """
@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from edge.config import TrackingConfig  # holds the one default of each tracking.* key
 
 E = TypeVar("E")
 
@@ -49,9 +51,9 @@ class _TrackState(Generic[E]):
 
 @dataclass
 class TrackDecider(Generic[E]):
-    k: int = 2
-    n: int = 4
-    cooldown: float = 10.0
+    k: int = TrackingConfig.k
+    n: int = TrackingConfig.n
+    cooldown_s: float = TrackingConfig.cooldown_s
     suppressed: int = 0  # decisions swallowed by the cooldown
     _tracks: dict[int, _TrackState[E]] = field(default_factory=dict)
     _last_seen: dict[str, float] = field(default_factory=dict)  # subject -> last decided match
@@ -84,7 +86,7 @@ class TrackDecider(Generic[E]):
         state.subject = chosen
         last = self._last_seen.get(chosen)
         self._touch(chosen, at)
-        if last is not None and at - last < self.cooldown:
+        if last is not None and at - last < self.cooldown_s:
             self.suppressed += 1
             return None
         own = [o for o in state.matches if o.subject == chosen]

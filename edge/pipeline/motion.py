@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.config import DetectionConfig
+
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
 U8Image = npt.NDArray[np.uint8]
 
@@ -87,7 +89,7 @@ class MotionGate:
         *,
         lores_width: int = 320,
         threshold: int = 18,
-        min_active: float = 0.002,
+        min_active: float = DetectionConfig.motion_threshold,  # [detection] motion_threshold
         alpha: float = 0.1,
         alpha_slow: float = 0.01,
         refresh_every: int = 0,

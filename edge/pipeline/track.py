@@ -19,6 +19,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from edge.config import TrackingConfig  # holds the one default of each tracking.* key
+
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 
@@ -60,13 +62,13 @@ class TrackUpdate:
 
 
 class IoUTracker:
-    def __init__(self, *, iou_threshold: float = 0.2, confirm_hits: int = 2,
-                 max_misses: int = 8, first_id: int = 1, smoothing: float = 0.5,
+    def __init__(self, *, iou: float = TrackingConfig.iou, confirm_hits: int = 2,
+                 max_missed: int = TrackingConfig.max_missed, first_id: int = 1, smoothing: float = 0.5,
                  max_jump: float = 1.0) -> None:
-        self.iou_threshold = iou_threshold
+        self.iou_threshold = iou
         self.max_jump = max_jump  # in face widths, for the distance fallback
         self.confirm_hits = confirm_hits
-        self.max_misses = max_misses
+        self.max_misses = max_missed
         self.smoothing = smoothing
         self._next_id = first_id
         self.tracks: list[Track] = []
@@ -183,14 +185,16 @@ class FaceSelector:
     caps the total. :meth:`close` stops a decided track from costing anything more.
     """
 
-    def __init__(self, *, min_quality: float = 0.3, min_gap: int = 2, keep: int = 3,
-                 improve: float = 0.1, refresh_gap: int = 10, max_per_track: int = 24) -> None:
+    def __init__(self, *, min_quality: float = TrackingConfig.min_quality,
+                 embed_every: int = TrackingConfig.embed_every,
+                 max_embeds: int = TrackingConfig.max_embeds, keep: int = 3, improve: float = 0.1,
+                 refresh_gap: int = 10) -> None:
         self.min_quality = min_quality
-        self.min_gap = min_gap
+        self.min_gap = embed_every
         self.keep = keep
         self.improve = improve
         self.refresh_gap = refresh_gap
-        self.max_per_track = max_per_track
+        self.max_per_track = max_embeds
         self._budgets: dict[int, _Budget] = {}
 
     def offer(self, track_id: int, frame_index: int, quality: float) -> bool:

@@ -33,7 +33,7 @@ def device_context(cfg: Config, manifest: Manifest) -> VerificationContext:
     """The device's verification context: what ``edge run`` and ``edge selftest`` verify with."""
     return load_context(trust_file=cfg.trust.trust_file, device_key=cfg.trust.device_key,
                         identity=DeviceIdentity(cfg.device.id, cfg.device.fleet_id),
-                        manifest=manifest)
+                        manifest=manifest, family=cfg.models.embedder)
 
 
 def from_config(cfg: Config, ctx: VerificationContext) -> ActiveWatchlist:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import BrokerConfig, Config, ModelsConfig, SourceConfig, load
+from edge.delivery.topics import Topics
 from edge.errors import EdgeError
 
 CHECK_NAMES = ("config", "camera", "accelerator", "models", "keys", "trust", "bundle", "order",
@@ -104,7 +105,6 @@ def check_accelerator(models: ModelsConfig) -> Check:
 
     from edge.perception.manifest import load_manifest
     from edge.perception.runtime import default_delegate_loader, open_model
-    from edge.watchlist.model import EMBEDDER_FAMILY
 
     # The same choice as edge.runtime.wiring.build_device: no delegate when the config says so.
     loader = default_delegate_loader if models.edgetpu else _tpu_disabled
@@ -113,7 +113,7 @@ def check_accelerator(models: ModelsConfig) -> Check:
     try:
         manifest = load_manifest(models.dir)
         for family, variant in ((models.detector, models.detector_variant),
-                                (EMBEDDER_FAMILY, models.embedder_variant)):
+                                (models.embedder, models.embedder_variant)):
             model = open_model(manifest, family, variant=None if variant == "auto" else variant,
                                delegate_loader=loader, num_threads=models.threads, verify=False)
             t0 = time.monotonic()
@@ -189,7 +189,7 @@ def check_bundle(cfg: Config, now: datetime) -> Check:
     from edge.runtime.active import device_context
     from edge.watchlist.state import BundleStore
 
-    fix = (f"publish a bundle signed for {cfg.device.id} on {cfg.topic_prefix}/bundle "
+    fix = (f"publish a bundle signed for {cfg.device.id} on {cfg.topics.bundle} "
            "(`edge bundle build|sign`), or set trust.bundle_file")
     where = "bundle"
     try:
@@ -238,13 +238,13 @@ def check_order(cfg: Config, now: datetime) -> Check:
 # --- broker ---------------------------------------------------------------------------------
 
 
-def check_broker(broker: BrokerConfig, device_id: str, prefix: str, timeout: float = 10.0
+def check_broker(broker: BrokerConfig, device_id: str, topics: Topics, timeout: float = 10.0
                  ) -> Check:
     """TLS connect with the device identity, then publish and read back on <prefix>/selftest."""
     from paho.mqtt import client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    topic = f"{prefix}/selftest"
+    topic = topics.selftest
     nonce = uuid.uuid4().hex.encode()
     done = threading.Event()
     state: dict[str, Any] = {}
@@ -316,7 +316,7 @@ def check_broker(broker: BrokerConfig, device_id: str, prefix: str, timeout: flo
             return failed("broker", f"{key.upper()} {rc.value:#04x} {rc}", fix)
     return failed("broker", f"no round trip on {topic} within {timeout:.0f} s "
                             f"(SUBACK {state.get('suback')})",
-                  f"the broker ACL must grant {prefix}/selftest readwrite (deploy/broker/acl)")
+                  f"the broker ACL must grant {topic} readwrite (deploy/broker/acl)")
 
 
 # --- clock and disk --------------------------------------------------------------------------
@@ -412,7 +412,7 @@ def run_checks(cfg: Config, *, now: datetime, skip: Sequence[str] = (),
         ("trust", lambda: check_trust(cfg.trust.trust_file)),
         ("bundle", lambda: check_bundle(cfg, now)),
         ("order", lambda: check_order(cfg, now)),
-        ("broker", lambda: check_broker(cfg.broker, cfg.device.id, cfg.topic_prefix, timeout)),
+        ("broker", lambda: check_broker(cfg.broker, cfg.device.id, cfg.topics, timeout)),
         ("clock", check_clock),
         ("disk", lambda: check_disk(cfg.state.dir)),
     ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -24,13 +23,11 @@ from edge.accountability.ledger import Ledger
 from edge.audit import records as audit_records
 from edge.audit.log import AuditLog
 from edge.config import Config
-from edge.delivery.alert import Provenance
 from edge.delivery.mqtt import LinkConfig, MessageHandler, MqttLink
 from edge.delivery.outbox import Outbox
 from edge.errors import EdgeError
-from edge.perception.align import TemplateAligner
 from edge.perception.detector import BlazeFaceDetector, DetectorConfig
-from edge.perception.embedder import DlibEmbedder
+from edge.perception.embedder import ManifestEmbedder
 from edge.perception.manifest import load_manifest
 from edge.perception.quality import face_quality
 from edge.perception.runtime import DelegateLoader, default_delegate_loader
@@ -41,6 +38,7 @@ from edge.pipeline.recognizer import Recognizer, RecognizerParts
 from edge.pipeline.track import FaceSelector, IoUTracker
 from edge.runtime.active import ActiveWatchlist, device_context
 from edge.runtime.active import from_config as active_from_config
+from edge.runtime.bundles import audit_loaded
 from edge.sources import open_source
 from edge.sources.base import ThreadedCapture
 from edge.watchlist.bundle import ModelRef
@@ -58,6 +56,13 @@ def _refusing_loader(library: str) -> Any:
 
 @dataclass
 class Device:
+    """The parts of a running device, each built from its own config section.
+
+    A plain set of parts: what happens across them lives with the code that does it
+    (``runner`` the gate, ``emitter`` alerts, ``bundles`` installs and purges,
+    ``status`` what is said about the device).
+    """
+
     cfg: Config
     recognizer: Recognizer
     capture: ThreadedCapture
@@ -73,87 +78,14 @@ class Device:
     ledger: Ledger
     signing_key: SigningKey | None = None  # signs audit checkpoints; None: not provisioned
 
-    # --- what the runner asks ------------------------------------------------------------
 
-    def provenance(self) -> Provenance:
-        active = self.watch.active
-        if active is None:
-            raise EdgeError("no active bundle")  # the gate makes this unreachable
-        h = active.bundle.header
-        d = self.cfg.device
-        return Provenance(d.id, d.camera_id, d.site, h.bundle_id, h.version, self.model.id,
-                          self.model.sha256, self.detector_id, self.backend, active.matcher.threshold)
-
-    def recognition_allowed(self, now: datetime) -> tuple[bool, str]:
-        return self.watch.allowed(now)
-
-    def install_bundle(self, data: bytes, now: datetime) -> None:
-        sha = hashlib.sha256(data).hexdigest()
-        try:
-            act = self.watch.install(data, now)
-        except EdgeError as e:
-            audit_records.bundle_refused(self.audit, now, sha256=sha, reason=type(e).__name__)
-            raise
-        self.recognizer.set_matcher(act.matcher)
-        self._audit_bundle(now, "pushed")
-        self.ledger.set_watchlist_size(len(act.matcher))
-
-    def _audit_bundle(self, now: datetime, how: str) -> None:
-        act = self.watch.active
-        if act is None:
-            return
-        h = act.bundle.header
-        audit_records.bundle_loaded(
-            self.audit, now, bundle_id=h.bundle_id, version=h.version,
-            sha256=act.bundle.content_sha256,
-            signer_key_ids=sorted(k.hex() for k in act.bundle.signer_keyids),
-            entry_count=len(act.bundle.entries), threshold=h.threshold, model_id=self.model.id,
-            expires_at=h.expires_at)
-
-    def bundle_summary(self) -> str:
-        return self.watch.summary()
-
-    def bundle_status(self) -> dict[str, Any] | None:
-        return self.watch.bundle_status()
-
-    def order_status(self) -> dict[str, Any] | None:
-        return self.watch.order_status()
-
-    def model_status(self) -> dict[str, str]:
-        return {"embedder": self.embedder_id, "detector": self.detector_id, "space": self.model.id,
-                "sha256": self.model.sha256}
-
-    def audit_alert(self, event_id: str, seq: int, subject_ref: str) -> None:
-        with contextlib.suppress(EdgeError):  # the alert itself is already durable
-            h = self.watch.active.bundle.header if self.watch.active else None
-            audit_records.alert(self.audit, self.clock(), event_id=event_id, seq=seq,
-                                subject_ref=subject_ref, bundle_id=h.bundle_id if h else "none",
-                                bundle_version=h.version if h else 0)
-
-    def audit_gate(self, active: bool, reason: str) -> None:
-        with contextlib.suppress(EdgeError):
-            audit_records.recognition(self.audit, self.clock(), active=active, reason=reason)
-
-    def purge_if_ended(self, now: datetime) -> bool:
-        """End of the order window: templates dropped, bundle file deleted, purge audited."""
-        purged = self.watch.purge_if_ended(now)
-        if purged is None:
-            return False
-        self.recognizer.set_matcher(None)
-        h = purged.bundle.header
-        audit_records.bundle_purged(
-            self.audit, now, bundle_id=h.bundle_id, version=h.version, sha256=purged.bundle.content_sha256,
-            reason="deployment order ended", entry_count=len(purged.bundle.entries),
-            file_deleted=self.watch.file_deleted)
-        self.ledger.set_watchlist_size(0)
-        return True
-
-    def close(self, now: datetime, reason: str) -> None:
-        self.ledger.close(now)
-        with contextlib.suppress(EdgeError):
-            audit_records.stop(self.audit, now, reason=reason)
-        self.outbox.close()
-        self.audit.close()
+def close_device(dev: Device, now: datetime, reason: str) -> None:
+    """The last step of a run: ledger closed, stop audited, outbox and audit log closed."""
+    dev.ledger.close(now)
+    with contextlib.suppress(EdgeError):
+        audit_records.stop(dev.audit, now, reason=reason)
+    dev.outbox.close()
+    dev.audit.close()
 
 
 def _slug(text: str) -> str:
@@ -188,9 +120,9 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         manifest.models_dir, family=mc.detector, variant=_variant(mc.detector_variant),
         delegate_loader=loader, config=DetectorConfig(score_threshold=dc.score_threshold),
         num_threads=mc.threads)
-    embedder = DlibEmbedder.from_models_dir(
-        manifest.models_dir, variant=_variant(mc.embedder_variant), delegate_loader=loader,
-        num_threads=mc.threads)
+    embedder = ManifestEmbedder.from_models_dir(
+        manifest.models_dir, variant=_variant(mc.embedder_variant), family=mc.embedder,
+        delegate_loader=loader, num_threads=mc.threads)
     ctx = device_context(cfg, manifest)
     watch = active_from_config(cfg, ctx)  # refuses a config threshold below the floor
     watch.load(now)
@@ -204,22 +136,23 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
 
     finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
     tc = cfg.tracking
+    # One capture thread (below) for every kind: a live source does not start its own.
     source = open_source(cfg.source.kind, cfg.source.target, fps=cfg.source.fps,
-                         realtime=cfg.source.realtime)
+                         realtime=cfg.source.realtime, threaded=False)
     # A live camera drops the oldest frame when inference falls behind; a file or
     # scene replayed faster than real time waits instead (nothing to drop for).
     lossless = cfg.source.kind in ("file", "folder", "scenario") and not cfg.source.realtime
     capture = ThreadedCapture(lambda: iter(source), name="capture", maxsize=cfg.source.queue,
-                              lossless=lossless)
+                              lossless=lossless, upstream_dropped=lambda: source.dropped)
     motion: Callable[[tuple[int, int]], MotionGate] | None = None
     if dc.motion:
         motion = functools.partial(MotionGate, min_active=dc.motion_threshold)
     parts = RecognizerParts(
-        finder=finder, aligner=TemplateAligner(), embedder=embedder, quality=face_quality,
-        tracker=IoUTracker(iou_threshold=tc.iou, max_misses=tc.max_missed),
-        selector=FaceSelector(min_quality=tc.min_quality, min_gap=tc.embed_every,
-                              max_per_track=tc.max_embeds),
-        decider=TrackDecider(k=tc.k, n=tc.n, cooldown=tc.cooldown_s),
+        finder=finder, aligner=embedder.aligner(), embedder=embedder, quality=face_quality,
+        tracker=IoUTracker(iou=tc.iou, max_missed=tc.max_missed),
+        selector=FaceSelector(min_quality=tc.min_quality, embed_every=tc.embed_every,
+                              max_embeds=tc.max_embeds),
+        decider=TrackDecider(k=tc.k, n=tc.n, cooldown_s=tc.cooldown_s),
         motion_factory=motion,
     )
     recognizer = Recognizer(parts)
@@ -230,14 +163,14 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     b = cfg.broker
     link = MqttLink(
         LinkConfig(device_id=cfg.device.id, host=b.host, port=b.port, tls=b.tls, ca=b.ca,
-                   cert=b.cert, key=b.key, topic_prefix=cfg.topic_prefix, keepalive=b.keepalive,
-                   client_id=b.client_id, stats_interval_s=cfg.stats.interval_s,
-                   backoff_max_s=b.reconnect_max_s),
+                   cert=b.cert, key=b.key, topic_prefix=b.topic_prefix, keepalive=b.keepalive,
+                   client_id=b.client_id, reconnect_max_s=b.reconnect_max_s,
+                   stats_interval_s=cfg.stats.interval_s),
         outbox, on_message=on_message, on_ack=on_ack)
     dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,
                  backend=f"detector:{detector.backend}/embedder:{embedder.backend}",
                  detector_id=detector.model_id, embedder_id=embedder.model_id, model=ctx.model,
                  clock=clock, ledger=ledger, signing_key=signing_key)
-    dev._audit_bundle(now, "start")
+    audit_loaded(dev, now)
     return dev
 

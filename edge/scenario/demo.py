@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,12 +29,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge.cli import main as edge_main
-from edge.errors import EdgeError
+from edge.errors import BrokerError, EdgeError
 from edge.formats import iso_utc
+from edge.scenario.broker import free_port, port_open, start_mosquitto, stop_mosquitto
 from edge.scenario.render import watchlisted_passes
 
-ROOT = Path(__file__).resolve().parents[1]
-MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: edge/scenario/demo.py
 
 # Who is on the demo watchlist, and the photo each is enrolled from. The scene
 # walks other photos of them where the test data has more than one.
@@ -60,45 +59,21 @@ class Deployment:
     subjects: dict[str, str]  # scenario identity -> subject_ref
 
 
-def find_mosquitto() -> str:
-    for p in MOSQUITTO_PATHS:
-        if os.access(p, os.X_OK):
-            return p
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    raise EdgeError("mosquitto not found; install it: apt-get install mosquitto")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def local_broker(work: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     conf = work / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                     "max_queued_messages 100000\n")
-    proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=open(work / "mosquitto.log", "wb"))  # noqa: SIM115
+    with (work / "mosquitto.log").open("wb") as log:
+        try:
+            proc = start_mosquitto(conf, lambda: port_open("127.0.0.1", port), stderr=log,
+                                   poll=0.05)
+        except BrokerError as e:
+            raise BrokerError(f"{e}; see {work / 'mosquitto.log'}") from e
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise EdgeError(f"mosquitto did not start; see {work / 'mosquitto.log'}")
-            time.sleep(0.05)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_mosquitto(proc)
 
 
 def _tool(*argv: str) -> None:
@@ -164,7 +139,7 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         "valid_until": iso_utc(now + order_window[1], "seconds"),
         "authorising_ref": "AUTH-DEMO-1", "dpia_ref": "DPIA-DEMO-1",
         "equality_impact_ref": "EIA-DEMO-1", "rights_impact_ref": "HRIA-DEMO-1",
-        "public_notice_ref": "NOTICE-DEMO-1", "retention_days": 31,
+        "public_notice_ref": "NOTICE-DEMO-1", "order_seq": 1, "retention_days": 31,
         "public_contact": "lfr-enquiries@example.org", "require_two_verifiers": require_two_verifiers,
     }
     if false_alert_budget is not None:  # false alerts per 10,000 faces (edge.accountability.monitor)

@@ -32,21 +32,23 @@ SOURCE_KINDS = ("file", "stream", "folder", "picamera", "scenario")
 
 
 def open_source(kind: str, target: str = "", *, fps: float | None = None,
-                start_time: datetime | None = None, realtime: bool = False) -> FrameSource:
+                start_time: datetime | None = None, realtime: bool = False,
+                threaded: bool = True) -> FrameSource:
     """``kind`` in :data:`SOURCE_KINDS`; ``target`` is a path, URL, camera number or,
     for ``scenario``, a ground-truth JSON written by ``edge scenario`` (re-rendered
-    from its spec, nothing read from video)."""
+    from its spec, nothing read from video). ``threaded=False``: a live source captures
+    on the caller's thread; ``edge run`` wraps it in its one capture thread."""
     if kind == "file":
         return VideoFileSource(target, fps=fps, start_time=start_time, realtime=realtime)
     if kind == "stream":
-        return StreamSource(target)
+        return StreamSource(target, threaded=threaded)
     if kind == "folder":
         return ImageFolderSource(target, fps=fps or 15.0, start_time=start_time,
                                  realtime=realtime)
     if kind == "picamera":
         from edge.sources.picamera import PiCameraSource
 
-        return PiCameraSource(camera_num=int(target or 0), fps=fps or 15.0)
+        return PiCameraSource(camera_num=int(target or 0), fps=fps or 15.0, threaded=threaded)
     if kind == "scenario":
         from edge.sources.scenario import scenario_source
 

@@ -129,12 +129,17 @@ class LatestFrames:
 
 
 class ThreadedCapture:
-    """Runs a blocking frame generator on a daemon thread feeding a :class:`LatestFrames`."""
+    """Runs a blocking frame generator on a daemon thread feeding a :class:`LatestFrames`.
+
+    ``upstream_dropped`` reports frames the producer itself lost (a pacer's late
+    frames); :attr:`dropped` is the one figure of every frame lost on the way.
+    """
 
     def __init__(self, produce: Callable[[], Iterator[Frame]], name: str, maxsize: int = 2,
-                 lossless: bool = False) -> None:
+                 lossless: bool = False, upstream_dropped: Callable[[], int] = lambda: 0) -> None:
         self.buffer = LatestFrames(maxsize, lossless)
         self._produce = produce
+        self._upstream_dropped = upstream_dropped
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
@@ -142,6 +147,10 @@ class ThreadedCapture:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def dropped(self) -> int:
+        return self.buffer.dropped + self._upstream_dropped()
 
     def _run(self) -> None:
         error: BaseException | None = None

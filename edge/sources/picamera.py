@@ -32,6 +32,7 @@ class PiCameraSource:
         lores_size: tuple[int, int] = (320, 180),
         fps: float = 15.0,
         buffer_size: int = 2,
+        threaded: bool = True,
         wall_clock: Callable[[], datetime] = utc_now,
         mono_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
@@ -62,16 +63,17 @@ class PiCameraSource:
                 f"cannot start camera {camera_num}: {exc}; fix: check the ribbon cable, run "
                 "`rpicam-hello --list-cameras`, and stop any other process using the camera"
             ) from exc
-        self._thread = ThreadedCapture(self._frames, f"picamera{camera_num}", buffer_size)
+        self._thread = ThreadedCapture(self._frames, f"picamera{camera_num}", buffer_size) \
+            if threaded else None
 
     @property
     def dropped(self) -> int:
-        return self._thread.buffer.dropped
+        return self._thread.buffer.dropped if self._thread is not None else 0
 
     def _frames(self) -> Iterator[Frame]:
         index = 0
         lw, lh = self.lores_size
-        while not self._closed and not self._thread.stopping:
+        while not self._closed and not (self._thread is not None and self._thread.stopping):
             request = self._cam.capture_request()
             try:
                 metadata = request.get_metadata()
@@ -88,7 +90,7 @@ class PiCameraSource:
 
     def __iter__(self) -> Iterator[Frame]:
         try:
-            yield from self._thread.frames()
+            yield from (self._thread.frames() if self._thread is not None else self._frames())
         finally:
             self.close()
 
@@ -96,7 +98,8 @@ class PiCameraSource:
         if self._closed:
             return
         self._closed = True
-        self._thread.stop()
+        if self._thread is not None:
+            self._thread.stop()
         try:
             self._cam.stop()
             self._cam.close()

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.backoff import backoff_delay
 from edge.errors import CameraError
 from edge.perception.types import Frame, RGBImage
 from edge.sources.base import EndOfSource, Pacer, ThreadedCapture, TimelineSource, utc_now
@@ -188,10 +189,9 @@ class StreamSource:
         return None
 
     def _reopen(self) -> Capture:
-        delay = self._backoff_initial
         failures = 0
         while not self._closed:
-            self._sleep(delay)
+            self._sleep(backoff_delay(failures, self._backoff_initial, self._backoff_max, 1.0))
             cap = self._open()
             if cap is not None:
                 self.reconnects += 1
@@ -205,7 +205,6 @@ class StreamSource:
                     f"stream {redact(self.url)} lost and not back after {failures} attempts; "
                     "fix: check the camera's power and network"
                 )
-            delay = min(delay * 2, self._backoff_max)
         raise CameraError("source closed")
 
     def _frames(self) -> Iterator[Frame]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import nacl.public
 
 from edge.errors import StateError
-from edge.perception.manifest import Manifest
+from edge.perception.manifest import DEFAULT_EMBEDDER, Manifest
 from edge.watchlist.bundle import (
     DEFAULT_LIMITS,
     DeviceIdentity,
@@ -66,8 +66,9 @@ def read_file(path: Path, what: str, fix: str) -> bytes:
 
 
 def load_context(*, trust_file: Path, device_key: Path, identity: DeviceIdentity,
-                 manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> VerificationContext:
+                 manifest: Manifest, family: str = DEFAULT_EMBEDDER,
+                 limits: Limits = DEFAULT_LIMITS) -> VerificationContext:
     """Read the pinned trust and the device key; the model and floor come from the manifest."""
     trust = load_pinned(read_file(trust_file, "trust file", "provision it with `edge trust init`"))
-    return VerificationContext(trust, identity, embedder_ref(manifest), embedder_floor(manifest),
-                               load_device_key(device_key), limits)
+    return VerificationContext(trust, identity, embedder_ref(manifest, family),
+                               embedder_floor(manifest, family), load_device_key(device_key), limits)

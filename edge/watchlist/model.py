@@ -1,36 +1,35 @@
-"""Which embedding model a bundle is for, and its floor, read from the models manifest.
+"""Which embedding model a bundle is for, and what its card says, read from the models manifest.
 
-A bundle names the embedder family and the sha256 of its float32 reference
-file: the int8 and Edge TPU variants are derived from it and checked against
-it by the model tests, so one reference covers every backend of one model.
+A bundle names the embedder family, the sha256 of its float32 reference file
+and the embedding size: the int8 and Edge TPU variants are derived from it and
+checked against it by the model tests, so one reference covers every backend
+of one model.
 """
 
 from __future__ import annotations
 
 from edge.accountability.governance import model_card, threshold_floor
 from edge.errors import ModelError
-from edge.perception.manifest import Manifest
+from edge.perception.manifest import DEFAULT_EMBEDDER, Manifest
 from edge.watchlist.bundle import ModelRef
 
-EMBEDDER_FAMILY = "dlib_resnet_v1"
 
-
-def embedder_ref(manifest: Manifest) -> ModelRef:
-    entry = manifest.variant(EMBEDDER_FAMILY, "float32")
+def embedder_ref(manifest: Manifest, family: str = DEFAULT_EMBEDDER) -> ModelRef:
+    entry = manifest.variant(family, "float32")
     return ModelRef(entry.family, entry.sha256, int(entry.outputs[0].shape[-1]))
 
 
-def embedder_floor(manifest: Manifest) -> float:
+def embedder_floor(manifest: Manifest, family: str = DEFAULT_EMBEDDER) -> float:
     """The measured model card's floor: no bundle or config may match below it.
 
     There is deliberately no default: without a card the device refuses to run.
     """
-    return threshold_floor(manifest, EMBEDDER_FAMILY)
+    return threshold_floor(manifest, family)
 
 
-def reliable_width(manifest: Manifest) -> int:
+def reliable_width(manifest: Manifest, family: str = DEFAULT_EMBEDDER) -> int:
     """The card's smallest face width (px) at which recognition holds up (``make eval``)."""
-    width = model_card(manifest, EMBEDDER_FAMILY).get("reliable_width_px")
+    width = model_card(manifest, family).get("reliable_width_px")
     if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
-        raise ModelError(f"model card '{EMBEDDER_FAMILY}' has no reliable_width_px; run `make eval`")
+        raise ModelError(f"model card '{family}' has no reliable_width_px; run `make eval`")
     return width

@@ -1,9 +1,14 @@
-"""Device state on disk: the active bundle and the record of what was accepted.
+"""Device state on disk: the active bundle, the accepted trust root, and the record of
+what was accepted.
 
-Layout of the state directory::
+Layout of the bundle state directory::
 
     state.json          version, issued_at, content hash, bundle file name and file hash
     bundle-<sha>.bin    the active bundle, exactly as received
+
+and of the trust state directory (:class:`TrustStore`)::
+
+    trust-state.json    version, content hash and the document of the accepted trust root
 
 ``state.json`` is the single switch: it is replaced atomically only after the
 new bundle file is durable, and the old file is removed only after the switch.
@@ -14,6 +19,8 @@ pure (``VerificationContext.verify_bundle``); this class only stages, swaps and 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -22,14 +29,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from edge.errors import MalformedError, StateError
+from edge.errors import MalformedError, SignedDocumentError, StateError
 from edge.fsutil import atomic_write, fsync_dir, write_all
 from edge.watchlist import canonical
-from edge.watchlist.bundle import StateRecord, VerifiedBundle
+from edge.watchlist.bundle import (
+    StateRecord,
+    VerifiedBundle,
+)
 from edge.watchlist.context import VerificationContext
-from edge.watchlist.trust import TrustRoot, rotate
+from edge.watchlist.trust import MAX_TRUST_HEADER, TrustRoot, load_pinned, rotate
 
 STATE_FILE = "state.json"
+TRUST_STATE_FILE = "trust-state.json"
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,73 @@ def purge_bundle(store: BundleStore) -> bool:
         return False
     fsync_dir(store.dir)
     return True
+
+
+@dataclass(frozen=True)
+class TrustRecord:
+    version: int
+    content_sha256: str
+
+
+class TrustStore:
+    """The trust root this device accepted, kept in state so that the trust file alone
+    cannot take it back: an older version, a foreign self-signed root or another root of
+    the same version is refused; a higher version only through :func:`trust.rotate`.
+
+    Only the first root (provisioning, no state yet) is taken on its own signature.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+
+    def _read(self) -> tuple[TrustRecord, bytes] | None:
+        path = self.dir / TRUST_STATE_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc}") from exc
+        try:
+            f = canonical.Fields(canonical.loads_object(raw, "trust state"), "trust state")
+            record = TrustRecord(f.integer("version", lo=1), f.text("content_sha256", max_len=64))
+            document = base64.b64decode(f.text("document", max_len=2 * MAX_TRUST_HEADER), validate=True)
+        except (MalformedError, binascii.Error) as exc:
+            raise StateError(f"{path} is corrupt: {exc}") from exc
+        return record, document
+
+    def accepted(self) -> TrustRecord | None:
+        """Version and content hash of the accepted root, or None before provisioning."""
+        state = self._read()
+        return None if state is None else state[0]
+
+    def current(self) -> TrustRoot | None:
+        """The accepted root, re-verified and checked against its recorded version and hash."""
+        state = self._read()
+        if state is None:
+            return None
+        record, document = state
+        try:
+            root = load_pinned(document)
+        except SignedDocumentError as exc:
+            raise StateError(f"the accepted trust root in {self.dir} no longer verifies: {exc}") from exc
+        if (root.version, root.content_sha256) != (record.version, record.content_sha256):
+            raise StateError(f"the accepted trust root in {self.dir} does not match its recorded"
+                             f" version {record.version} and hash")
+        return root
+
+    def admit(self, data: bytes) -> TrustRoot:
+        """The root the device is to use given trust file ``data``; typed refusal otherwise.
+
+        State is written only when a new root is accepted, after it verified."""
+        current = self.current()
+        new = load_pinned(data) if current is None else rotate(current, data)
+        if new is not current:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            state = {"version": new.version, "content_sha256": new.content_sha256,
+                     "document": base64.b64encode(data).decode("ascii")}
+            atomic_write(self.dir / TRUST_STATE_FILE, json.dumps(state, indent=1).encode())
+        return new
 
 
 def install_trust(path: Path, current: TrustRoot, data: bytes) -> TrustRoot:

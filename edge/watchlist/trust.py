@@ -120,9 +120,12 @@ def rotate(current: TrustRoot, data: bytes) -> TrustRoot:
     """Accept trust version N+1 only if signed as required by both N and N+1."""
     new = parse_structure(data)
     if new.version <= current.version:
-        if new.version == current.version and new.content_sha256 == current.content_sha256:
-            return current
-        raise RollbackError(f"trust version {new.version} is not above {current.version}")
+        if new.version < current.version:
+            raise RollbackError(f"trust version {new.version} is not above {current.version}")
+        if new.content_sha256 != current.content_sha256:
+            raise RollbackError(f"trust version {new.version} has different content from the accepted"
+                                " root of that version: a foreign or altered root")
+        return current
     if new.version != current.version + 1:
         raise TrustError(f"trust version {new.version} skips from {current.version}")
     try:

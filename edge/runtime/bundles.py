@@ -1,0 +1,59 @@
+"""A watchlist change across the device's parts: install, purge, and their audit records.
+
+The active watchlist verifies and holds the bundle; these functions carry a change
+to the recognizer's matcher, the ledger's public figures and the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from edge.audit import records as audit_records
+from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.runtime.wiring import Device
+
+
+def audit_loaded(dev: Device, now: datetime) -> None:
+    """Record the active bundle (at start, or after a pushed install)."""
+    act = dev.watch.active
+    if act is None:
+        return
+    h = act.bundle.header
+    audit_records.bundle_loaded(
+        dev.audit, now, bundle_id=h.bundle_id, version=h.version,
+        sha256=act.bundle.content_sha256,
+        signer_key_ids=sorted(k.hex() for k in act.bundle.signer_keyids),
+        entry_count=len(act.bundle.entries), threshold=h.threshold, model_id=dev.model.id,
+        expires_at=h.expires_at)
+
+
+def install_pushed(dev: Device, data: bytes, now: datetime) -> None:
+    """Verify and activate a pushed bundle; a refusal is audited and raised, the old one stays."""
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        act = dev.watch.install(data, now)
+    except EdgeError as e:
+        audit_records.bundle_refused(dev.audit, now, sha256=sha, reason=type(e).__name__)
+        raise
+    dev.recognizer.set_matcher(act.matcher)
+    audit_loaded(dev, now)
+    dev.ledger.set_watchlist_size(len(act.matcher))
+
+
+def purge_if_ended(dev: Device, now: datetime) -> bool:
+    """End of the order window: templates dropped, bundle file deleted, purge audited."""
+    purged = dev.watch.purge_if_ended(now)
+    if purged is None:
+        return False
+    dev.recognizer.set_matcher(None)
+    h = purged.bundle.header
+    audit_records.bundle_purged(
+        dev.audit, now, bundle_id=h.bundle_id, version=h.version, sha256=purged.bundle.content_sha256,
+        reason="deployment order ended", entry_count=len(purged.bundle.entries),
+        file_deleted=dev.watch.file_deleted)
+    dev.ledger.set_watchlist_size(0)
+    return True
