@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from edge.configschema import build
 from edge.errors import ConfigError
+from edge.perception.manifest import DEFAULT_EMBEDDER
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ModelsConfig:
     dir: Path | None = None  # default: the models shipped with the firmware
     detector: Literal["blazeface_full_range", "blazeface_short_range"] = "blazeface_full_range"
     detector_variant: Literal["auto", "float32", "fp16", "int8"] = "auto"
+    embedder: str = DEFAULT_EMBEDDER  # recogniser family in the models manifest
     embedder_variant: Literal["auto", "float32", "int8"] = "auto"
     edgetpu: bool = True  # try libedgetpu when it loads
     threads: int = 2

@@ -104,7 +104,6 @@ def check_accelerator(models: ModelsConfig) -> Check:
 
     from edge.perception.manifest import load_manifest
     from edge.perception.runtime import default_delegate_loader, open_model
-    from edge.watchlist.model import EMBEDDER_FAMILY
 
     # The same choice as edge.wiring.build_device: no delegate when the config says so.
     loader = default_delegate_loader if models.edgetpu else _tpu_disabled
@@ -113,7 +112,7 @@ def check_accelerator(models: ModelsConfig) -> Check:
     try:
         manifest = load_manifest(models.dir)
         for family, variant in ((models.detector, models.detector_variant),
-                                (EMBEDDER_FAMILY, models.embedder_variant)):
+                                (models.embedder, models.embedder_variant)):
             model = open_model(manifest, family, variant=None if variant == "auto" else variant,
                                delegate_loader=loader, num_threads=models.threads, verify=False)
             t0 = time.monotonic()
@@ -206,7 +205,8 @@ def check_bundle(cfg: Config, now: datetime) -> Check:
         manifest = load_manifest(cfg.models.dir)
         b = verify_bundle(
             data, trust, DeviceIdentity(cfg.device.id, cfg.device.fleet_id), now,
-            expected_model=embedder_ref(manifest), threshold_floor=threshold_floor(manifest),
+            expected_model=embedder_ref(manifest, cfg.models.embedder),
+            threshold_floor=threshold_floor(manifest, cfg.models.embedder),
             last=last, device_key=load_device_key(cfg.trust.device_key),
         )
     except OSError as e:

@@ -31,9 +31,8 @@ from edge.delivery.mqtt import LinkConfig, MessageHandler, MqttLink
 from edge.delivery.outbox import Outbox
 from edge.errors import EdgeError
 from edge.motion import MotionGate
-from edge.perception.align import TemplateAligner
 from edge.perception.detector import BlazeFaceDetector, DetectorConfig
-from edge.perception.embedder import DlibEmbedder
+from edge.perception.embedder import ManifestEmbedder
 from edge.perception.manifest import load_manifest
 from edge.perception.quality import face_quality
 from edge.perception.runtime import DelegateLoader, default_delegate_loader
@@ -190,11 +189,11 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         manifest.models_dir, family=mc.detector, variant=_variant(mc.detector_variant),
         delegate_loader=loader, config=DetectorConfig(score_threshold=dc.score_threshold),
         num_threads=mc.threads)
-    embedder = DlibEmbedder.from_models_dir(
-        manifest.models_dir, variant=_variant(mc.embedder_variant), delegate_loader=loader,
-        num_threads=mc.threads)
-    model = embedder_ref(manifest)
-    floor = threshold_floor(manifest)
+    embedder = ManifestEmbedder.from_models_dir(
+        manifest.models_dir, variant=_variant(mc.embedder_variant), family=mc.embedder,
+        delegate_loader=loader, num_threads=mc.threads)
+    model = embedder_ref(manifest, mc.embedder)
+    floor = threshold_floor(manifest, mc.embedder)
     if cfg.matching.threshold is not None:
         check_threshold(cfg.matching.threshold, floor, "config matching.threshold")
 
@@ -221,7 +220,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     if dc.motion:
         motion = functools.partial(MotionGate, min_active=dc.motion_threshold)
     parts = RecognizerParts(
-        finder=finder, aligner=TemplateAligner(), embedder=embedder, quality=face_quality,
+        finder=finder, aligner=embedder.aligner(), embedder=embedder, quality=face_quality,
         tracker=IoUTracker(iou_threshold=tc.iou, max_misses=tc.max_missed),
         selector=FaceSelector(min_quality=tc.min_quality, min_gap=tc.embed_every,
                               max_per_track=tc.max_embeds),

@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     common: dict[str, Any] = {
         "role": "embedder", "family": FAMILY, "preprocessing": pre,
         "alignment_template": template_json(), "embedding_size": 128,
+        "chip_input": {"channel_order": "RGB", "mean": [0.0, 0.0, 0.0], "scale": 1.0},
         "source": dict(SOURCE), "licence": "CC0-1.0 (dlib face recognition model, Davis King)",
         "build_command": build,
     }

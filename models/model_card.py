@@ -250,7 +250,7 @@ def up(x: float) -> float:
 
 
 def measure(testdata: Path, models_dir: Path, today: str) -> dict[str, Any]:
-    from edge.perception.embedder import DlibEmbedder
+    from edge.perception.embedder import ManifestEmbedder
     from edge.perception.manifest import load_manifest
 
     rows, chips, hashes, missed = collect(testdata, models_dir)
@@ -258,7 +258,7 @@ def measure(testdata: Path, models_dir: Path, today: str) -> dict[str, Any]:
     per_variant: dict[str, dict[str, Any]] = {}
     scores: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {}
     for variant in ("float32", "int8"):
-        emb = DlibEmbedder.from_models_dir(models_dir, variant=variant).embed(chips)
+        emb = ManifestEmbedder.from_models_dir(models_dir, variant=variant, family=FAMILY).embed(chips)
         sims = emb @ emb.T
         g, i = pairs(rows, sims)
         gq, iq = pairs(rows, sims, MIN_QUALITY)

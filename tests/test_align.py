@@ -10,16 +10,20 @@ import numpy as np
 import pytest
 
 from edge.perception.align import (
+    ARCFACE_112,
     DEFAULT_KEYPOINT_SET,
     KEYPOINT_SETS,
     TEMPLATE,
+    ChipTemplate,
     TemplateAligner,
+    arcface_template_json,
     chip_transform,
     similarity_transform,
 )
 from edge.perception.analyzer import detect_with_close_up
 from edge.perception.cli import load_image
 from edge.perception.detector import BlazeFaceDetector
+from edge.perception.types import KEYPOINT_NAMES
 
 REFS = Path(__file__).parent / "data" / "dlib_refs.json"
 
@@ -111,3 +115,34 @@ def test_aligner_output(testdata: Path, models_dir: Path) -> None:
     assert DEFAULT_KEYPOINT_SET in KEYPOINT_SETS
     with pytest.raises(ValueError):
         TemplateAligner("nose_only")
+
+
+def test_arcface_template_is_the_standard_one() -> None:
+    tpl = ChipTemplate.from_json(arcface_template_json())
+    assert tpl.size == 112 and tpl.keypoint_set == "eyes_nose_mouth"
+    # insightface's arcface_dst, image-left eye first; the mouth centre is the corners' mean.
+    np.testing.assert_allclose(
+        [tpl.points[n] for n in ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")],
+        [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+         [41.5493, 92.3655], [70.7299, 92.2041]])
+    np.testing.assert_allclose(tpl.points["mouth_center"], [56.1396, 92.2848], atol=1e-4)
+    with pytest.raises(ValueError, match="keypoints_used"):
+        ChipTemplate.from_json({**arcface_template_json(), "keypoints_used": ["nose_tip"]})
+
+
+def test_arcface_chip_puts_the_keypoints_on_the_template(testdata: Path, models_dir: Path) -> None:
+    det = BlazeFaceDetector.from_models_dir(models_dir, variant="float32")
+    image = load_image(testdata / "obama.jpg")
+    (face,) = det.detect(image)
+    aligner = TemplateAligner(template=ARCFACE_112)
+    chip = aligner.align(image, face.keypoints)
+    assert chip.shape == (112, 112, 3)
+    mapped = _apply(aligner.transform(face.keypoints), face.keypoints[:4].astype(np.float64))
+    # Four points, four degrees of freedom short of exact: within a few chip pixels.
+    err = np.linalg.norm(mapped - ARCFACE_112.detector_points(), axis=1)
+    assert err.max() < 6.0, err
+    # Named landmarks (an eval harness's path) cut the same chip from the same points.
+    named = {n: face.keypoints[i] for i, n in enumerate(KEYPOINT_NAMES[:4])}
+    np.testing.assert_array_equal(aligner.align_points(image, named), chip)
+    with pytest.raises(ValueError, match="two or more"):
+        aligner.align_points(image, {"right_ear_tragion": face.keypoints[4]})

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from edge.errors import InferenceError
+from edge.errors import InferenceError, ModelError, ModelMissingError
 from edge.perception.align import warp_chip
+from edge.perception.analyzer import ChipEmbedder, FaceAnalyzer
 from edge.perception.cli import load_image
-from edge.perception.embedder import FAMILY, DlibEmbedder, l2_normalise
+from edge.perception.embedder import ManifestEmbedder, l2_normalise
 from edge.perception.manifest import load_manifest
+
+FAMILY = "dlib_resnet_v1"
 
 REFS = Path(__file__).parent / "data" / "dlib_refs.json"
 
@@ -46,13 +50,13 @@ def chips(testdata: Path, refs: list[dict[str, Any]]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def float_embedder(models_dir: Path) -> DlibEmbedder:
-    return DlibEmbedder.from_models_dir(models_dir, variant="float32")
+def float_embedder(models_dir: Path) -> ManifestEmbedder:
+    return ManifestEmbedder.from_models_dir(models_dir, family=FAMILY, variant="float32")
 
 
 @pytest.fixture(scope="module")
-def int8_embedder(models_dir: Path) -> DlibEmbedder:
-    return DlibEmbedder.from_models_dir(models_dir, variant="int8")
+def int8_embedder(models_dir: Path) -> ManifestEmbedder:
+    return ManifestEmbedder.from_models_dir(models_dir, family=FAMILY, variant="int8")
 
 
 def test_refs_cover_the_test_faces(refs: list[dict[str, Any]]) -> None:
@@ -64,7 +68,7 @@ def test_refs_cover_the_test_faces(refs: list[dict[str, Any]]) -> None:
 
 
 def test_float_matches_dlib_on_every_face(
-    float_embedder: DlibEmbedder, chips: np.ndarray, refs: list[dict[str, Any]]
+    float_embedder: ManifestEmbedder, chips: np.ndarray, refs: list[dict[str, Any]]
 ) -> None:
     ours = float_embedder.embed(chips)
     theirs = l2_normalise(np.array([f["descriptor"] for f in refs]))
@@ -74,28 +78,28 @@ def test_float_matches_dlib_on_every_face(
 
 
 def test_int8_close_to_float(
-    float_embedder: DlibEmbedder, int8_embedder: DlibEmbedder, chips: np.ndarray
+    float_embedder: ManifestEmbedder, int8_embedder: ManifestEmbedder, chips: np.ndarray
 ) -> None:
     cos = np.sum(float_embedder.embed(chips) * int8_embedder.embed(chips), axis=1)
     assert cos.min() >= 0.98, cos
     assert cos.mean() >= 0.99, cos
 
 
-def test_embeddings_are_unit_vectors(int8_embedder: DlibEmbedder, chips: np.ndarray) -> None:
+def test_embeddings_are_unit_vectors(int8_embedder: ManifestEmbedder, chips: np.ndarray) -> None:
     emb = int8_embedder.embed(chips[:3])
     assert emb.shape == (3, 128) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert int8_embedder.embed(chips[:0]).shape == (0, 128)
 
 
-def test_embedder_refuses_wrong_chips(float_embedder: DlibEmbedder) -> None:
+def test_embedder_refuses_wrong_chips(float_embedder: ManifestEmbedder) -> None:
     with pytest.raises(InferenceError):
         float_embedder.embed(np.zeros((1, 112, 112, 3), np.uint8))
     with pytest.raises(InferenceError):
         float_embedder.embed(np.zeros((1, 150, 150, 3), np.float32))
 
 
-def test_manifest_describes_the_embedder(models_dir: Path, float_embedder: DlibEmbedder) -> None:
+def test_manifest_describes_the_embedder(models_dir: Path, float_embedder: ManifestEmbedder) -> None:
     manifest = load_manifest(models_dir)
     manifest.verify_hashes([e.model_id for e in manifest.family(FAMILY)])
     fp32 = manifest.variant(FAMILY, "float32")
@@ -109,3 +113,30 @@ def test_manifest_describes_the_embedder(models_dir: Path, float_embedder: DlibE
     assert int8.inputs[0].dtype == "int8" and int8.inputs[0].quantization == (1.0, -128)
     assert int8.edgetpu_file == "dlib_resnet_v1_int8_edgetpu.tflite"
     assert float_embedder.space_id == f"{FAMILY}:{fp32.sha256}"
+
+
+def test_chip_embedder_is_the_analyzer_path(models_dir: Path, testdata: Path) -> None:
+    """Keypoints -> chip -> embedding without the detector gives what analyze gives."""
+    analyzer = FaceAnalyzer.from_models_dir(models_dir, "float", family=FAMILY)
+    image = load_image(testdata / "obama.jpg")
+    (face,) = analyzer.analyze_detailed(image)
+    chips = ChipEmbedder.from_models_dir(models_dir, "float", family=FAMILY)
+    chip, emb = chips.from_keypoints(image, [face.face.detection.keypoints])
+    np.testing.assert_array_equal(chip[0], face.chip)
+    assert face.face.embedding is not None
+    np.testing.assert_allclose(emb[0], face.face.embedding, atol=1e-6)
+    none_chips, none = chips.from_landmarks(image, [])
+    assert none_chips.shape == (0, 150, 150, 3) and none.shape == (0, 128)
+
+
+def test_unknown_family_and_incomplete_entry_are_refused(models_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelMissingError, match="known families"):
+        FaceAnalyzer.from_models_dir(models_dir, family="no_such_recogniser")
+    doc = json.loads((models_dir / "manifest.json").read_text())
+    entry = doc["models"]["dlib_resnet_v1_fp32"]
+    del entry["chip_input"]
+    doc["models"] = {"dlib_resnet_v1_fp32": entry}
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    shutil.copy(models_dir / entry["file"], tmp_path / entry["file"])
+    with pytest.raises(ModelError, match="chip_input"):
+        ManifestEmbedder.from_models_dir(tmp_path, family=FAMILY)

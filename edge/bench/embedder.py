@@ -18,7 +18,8 @@ import numpy as np
 from edge.bench.timing import testdata_dir, timed
 from edge.errors import EdgeError
 from edge.perception.analyzer import FaceAnalyzer
-from edge.perception.embedder import FAMILY, DlibEmbedder
+from edge.perception.embedder import ManifestEmbedder
+from edge.perception.manifest import DEFAULT_EMBEDDER as FAMILY
 from edge.perception.manifest import load_manifest
 from edge.perception.runtime import open_model
 from edge.perception.types import RGBImage
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace | None = None, n: int = 50) -> None:
     rows: list[tuple[str, float, float]] = []
     for entry in sorted(manifest.family(FAMILY), key=lambda e: e.variant):
         model = open_model(manifest, FAMILY, variant=entry.variant, delegate_loader=_no_tpu)
-        rows.append((f"{entry.model_id} cpu", *timed(partial(DlibEmbedder(model).embed, chip), n)))
+        rows.append((f"{entry.model_id} cpu", *timed(partial(ManifestEmbedder(model).embed, chip), n)))
         if entry.edgetpu_file:
             try:
                 tpu = open_model(manifest, FAMILY, variant=entry.variant)
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace | None = None, n: int = 50) -> None:
                 continue
             if tpu.backend == "edgetpu":
                 rows.append((f"{entry.model_id} edgetpu",
-                             *timed(partial(DlibEmbedder(tpu).embed, chip), n)))
+                             *timed(partial(ManifestEmbedder(tpu).embed, chip), n)))
             else:
                 print(f"  (no Edge TPU row for {entry.model_id}: {tpu.reason})")
     base = next(mean for name, mean, _ in rows if name.endswith("fp32 cpu"))

@@ -2,7 +2,9 @@
 
 This is the one path from pixels to embeddings used by ``edge embed``,
 ``edge verify`` and enrolment, so a watchlist template and a live face are
-computed the same way.
+computed the same way. The recogniser (``family``) and its chip come from the
+model manifest; ``ChipEmbedder`` is the same path without the detector, for
+faces whose landmarks are already known (an evaluation harness).
 
 Close-ups: BlazeFace full-range is trained for faces up to about half the
 frame. A tightly cropped face (an ID photo, a 112 px crop) fills the whole
@@ -12,17 +14,28 @@ scale, in the middle of a canvas twice its size and searched once more.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.errors import ModelError
 from edge.perception.align import TemplateAligner
-from edge.perception.embedder import DlibEmbedder
+from edge.perception.embedder import ManifestEmbedder
+from edge.perception.manifest import DEFAULT_EMBEDDER
 from edge.perception.quality import QualityParts, assess
 from edge.perception.runtime import DelegateLoader, default_delegate_loader
-from edge.perception.types import Aligner, Detection, Detector, Embedder, Face, RGBImage
+from edge.perception.types import (
+    Aligner,
+    Detection,
+    Detector,
+    Embedder,
+    Face,
+    FloatArray,
+    RGBImage,
+)
 
 # CLI-friendly names for the manifest's variants.
 VARIANTS: dict[str, str] = {"float": "float32", "float32": "float32", "int8": "int8"}
@@ -36,6 +49,56 @@ class AnalyzedFace:
     face: Face
     chip: RGBImage
     quality: QualityParts
+
+
+def pin_variant(variant: str | None) -> str | None:
+    """The manifest variant for a CLI name ("float", "int8"); None leaves the runtime to pick."""
+    if variant is None:
+        return None
+    if variant not in VARIANTS:
+        raise ModelError(f"unknown variant '{variant}'; use one of {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+class ChipEmbedder:
+    """Landmarks -> chip -> embedding with one recogniser's aligner and model; no detector."""
+
+    def __init__(self, embedder: Embedder, aligner: TemplateAligner) -> None:
+        self.embedder = embedder
+        self.aligner = aligner
+
+    @classmethod
+    def from_models_dir(
+        cls,
+        models_dir: Path | str | None = None,
+        variant: str | None = None,
+        *,
+        family: str = DEFAULT_EMBEDDER,
+        delegate_loader: DelegateLoader = default_delegate_loader,
+        num_threads: int = 2,
+    ) -> ChipEmbedder:
+        """The recogniser ``family`` from the manifest; ``variant`` "float" or "int8" pins it."""
+        embedder = ManifestEmbedder.from_models_dir(
+            models_dir, variant=pin_variant(variant), family=family,
+            delegate_loader=delegate_loader, num_threads=num_threads)
+        return cls(embedder, embedder.aligner())
+
+    def from_keypoints(self, image: RGBImage, keypoints: Sequence[npt.ArrayLike]
+                       ) -> tuple[RGBImage, FloatArray]:
+        """Chips and embeddings for BlazeFace keypoints ((6, 2) each): the device's own path."""
+        return self._embed([self.aligner.align(image, np.asarray(k, np.float32))
+                            for k in keypoints])
+
+    def from_landmarks(self, image: RGBImage, landmarks: Sequence[Mapping[str, npt.ArrayLike]]
+                       ) -> tuple[RGBImage, FloatArray]:
+        """Chips and embeddings for named landmarks (the template's names, e.g. five points:
+        right_eye, left_eye, nose_tip, mouth_right, mouth_left; subject's left and right)."""
+        return self._embed([self.aligner.align_points(image, m) for m in landmarks])
+
+    def _embed(self, chips: list[RGBImage]) -> tuple[RGBImage, FloatArray]:
+        size = self.aligner.size
+        batch = np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8)
+        return batch, self.embedder.embed(batch)
 
 
 class FaceAnalyzer:
@@ -52,25 +115,22 @@ class FaceAnalyzer:
         models_dir: Path | str | None = None,
         variant: str | None = None,
         *,
+        family: str = DEFAULT_EMBEDDER,
         detector_family: str = "blazeface_full_range",
         delegate_loader: DelegateLoader = default_delegate_loader,
         num_threads: int = 2,
     ) -> FaceAnalyzer:
-        """Both models from the manifest; ``variant`` ("float" or "int8") pins both."""
+        """Detector and recogniser ``family`` from the manifest; ``variant`` ("float" or
+        "int8") pins both. The aligner is the one the recogniser's entry names."""
         from edge.perception.detector import BlazeFaceDetector
 
-        pinned = None
-        if variant is not None:
-            if variant not in VARIANTS:
-                raise ModelError(f"unknown variant '{variant}'; use one of {', '.join(VARIANTS)}")
-            pinned = VARIANTS[variant]
         detector = BlazeFaceDetector.from_models_dir(
-            models_dir, family=detector_family, variant=pinned,
+            models_dir, family=detector_family, variant=pin_variant(variant),
             delegate_loader=delegate_loader, num_threads=num_threads)
-        embedder = DlibEmbedder.from_models_dir(
-            models_dir, variant=pinned, delegate_loader=delegate_loader,
+        chips = ChipEmbedder.from_models_dir(
+            models_dir, variant, family=family, delegate_loader=delegate_loader,
             num_threads=num_threads)
-        return cls(detector, embedder)
+        return cls(detector, chips.embedder, chips.aligner)
 
     def detect(self, image: RGBImage) -> list[Detection]:
         if not self.close_up_retry:
@@ -121,4 +181,5 @@ def detect_with_close_up(detector: Detector, image: RGBImage) -> list[Detection]
     return out
 
 
-__all__ = ["VARIANTS", "AnalyzedFace", "FaceAnalyzer", "detect_with_close_up"]
+__all__ = ["VARIANTS", "AnalyzedFace", "ChipEmbedder", "FaceAnalyzer", "detect_with_close_up",
+           "pin_variant"]

@@ -1,7 +1,7 @@
 """``edge embed`` and ``edge verify``: faces and embeddings from image files.
 
-    edge embed IMAGE... [--json] [--variant float|int8]
-    edge verify A B [--json] [--variant float|int8]
+    edge embed IMAGE... [--json] [--variant float|int8] [--embedder FAMILY]
+    edge verify A B [--json] [--variant float|int8] [--embedder FAMILY]
 
 Both run the device's own pipeline (``FaceAnalyzer``): the same detector,
 aligner, quality figure and embedder as live recognition and enrolment.
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import EnrolmentError, ImageError
+from edge.perception.manifest import DEFAULT_EMBEDDER
 from edge.perception.types import KEYPOINT_NAMES, RGBImage
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ def load_image(path: Path | str) -> RGBImage:
 def _analyzer(args: argparse.Namespace) -> FaceAnalyzer:
     from edge.perception.analyzer import FaceAnalyzer
 
-    return FaceAnalyzer.from_models_dir(args.models_dir, variant=args.variant)
+    return FaceAnalyzer.from_models_dir(args.models_dir, variant=args.variant,
+                                        family=args.embedder)
 
 
 def face_json(a: AnalyzedFace) -> dict[str, Any]:
@@ -118,6 +120,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="pin the model variant (default: Edge TPU if present, else fastest CPU)")
     p.add_argument("--models-dir", type=Path, default=None,
                    help="folder holding manifest.json (default: the installed models)")
+    p.add_argument("--embedder", default=DEFAULT_EMBEDDER, metavar="FAMILY",
+                   help=f"recogniser family in the manifest (default: {DEFAULT_EMBEDDER})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

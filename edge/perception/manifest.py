@@ -23,6 +23,9 @@ MANIFEST_NAME = "manifest.json"
 SYSTEM_MODELS_DIR = Path("/usr/share/edge/models")
 ROLES = ("detector", "embedder")
 VARIANTS = ("float32", "fp16", "int8")
+# The recogniser family used when nothing names another (config ``models.embedder``,
+# ``--embedder``); the lead decides when it changes.
+DEFAULT_EMBEDDER = "dlib_resnet_v1"
 _FIX = "rebuild with `make models` or reinstall the firmware package"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, EnrolmentError
+from edge.perception.manifest import DEFAULT_EMBEDDER
 from edge.watchlist import canonical, keys
 from edge.watchlist.bundle import Caps, DeviceIdentity
 from edge.watchlist.envelope import MAGIC, ORDER_TYPE, Envelope, decode
@@ -148,11 +149,11 @@ def _bundle_build(args: argparse.Namespace) -> int:
 
     now = _now(args)
     manifest = load_manifest(args.models_dir)
-    floor = threshold_floor(manifest)
+    floor = threshold_floor(manifest, args.embedder)
     if args.threshold < floor:
         raise ConfigError("--threshold", f"{args.threshold} is below the model floor {floor}")
     rows = read_rows(args.csv, now)
-    analyzer = FaceAnalyzer.from_models_dir(args.models_dir)
+    analyzer = FaceAnalyzer.from_models_dir(args.models_dir, family=args.embedder)
     entries, rejected = build_entries(rows, args.images, analyzer, args.min_quality)
     for r in rejected:
         print(f"rejected {r.image} ({r.subject_ref}): {r.reason}", file=sys.stderr)
@@ -164,7 +165,7 @@ def _bundle_build(args: argparse.Namespace) -> int:
         bundle_id=args.bundle_id or f"{args.fleet}-v{args.version}",
         version=args.version, issued_at=now, not_before=not_before,
         expires_at=now + timedelta(days=args.valid_days), issuer=args.issuer,
-        fleet_id=args.fleet, recipients=_recipients(args.device), model=embedder_ref(manifest),
+        fleet_id=args.fleet, recipients=_recipients(args.device), model=embedder_ref(manifest, args.embedder),
         threshold=args.threshold, entries=entries,
         caps=Caps(max(1, len(entries)), 16, 64 * 1024 * 1024),
     )
@@ -192,8 +193,8 @@ def _device_context(args: argparse.Namespace) -> dict[str, Any]:
         "trust": load_pinned(args.trust.read_bytes()),
         "device": DeviceIdentity(args.device_id, args.fleet),
         "now": _now(args),
-        "expected_model": embedder_ref(manifest),
-        "threshold_floor": threshold_floor(manifest),
+        "expected_model": embedder_ref(manifest, args.embedder),
+        "threshold_floor": threshold_floor(manifest, args.embedder),
         "device_key": keys.load_device_key(args.device_key),
     }
 
@@ -274,12 +275,18 @@ def _order_verify(args: argparse.Namespace) -> int:
 # --- registration ----------------------------------------------------------------
 
 
+def _embedder_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedder", default=DEFAULT_EMBEDDER, metavar="FAMILY",
+                   help=f"recogniser family in the manifest (default: {DEFAULT_EMBEDDER})")
+
+
 def _device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust", type=Path, required=True, help="pinned root-of-trust file")
     p.add_argument("--device-id", required=True)
     p.add_argument("--fleet", required=True)
     p.add_argument("--device-key", type=Path, required=True, help="X25519 device key file")
     p.add_argument("--models-dir", type=Path, default=Path("models"))
+    _embedder_arg(p)
     p.add_argument("--now", help="RFC 3339 time instead of the clock (testing)")
 
 
@@ -324,6 +331,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--models-dir", type=Path, default=Path("models"))
+    _embedder_arg(p)
     p.add_argument("--device", action="append", required=True,
                    help="DEVICE_ID=DEVICE_PUBLIC_KEY_FILE (repeat per target)")
     p.add_argument("--fleet", required=True)

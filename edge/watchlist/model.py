@@ -7,22 +7,20 @@ it by the model tests, so one reference covers every backend of one model.
 
 from __future__ import annotations
 
-from edge.perception.manifest import Manifest
+from edge.perception.manifest import DEFAULT_EMBEDDER, Manifest
 from edge.watchlist.bundle import ModelRef
 
-EMBEDDER_FAMILY = "dlib_resnet_v1"
 
-
-def embedder_ref(manifest: Manifest) -> ModelRef:
-    entry = manifest.variant(EMBEDDER_FAMILY, "float32")
+def embedder_ref(manifest: Manifest, family: str = DEFAULT_EMBEDDER) -> ModelRef:
+    entry = manifest.variant(family, "float32")
     return ModelRef(entry.family, entry.sha256)
 
 
-def threshold_floor(manifest: Manifest) -> float:
+def threshold_floor(manifest: Manifest, family: str = DEFAULT_EMBEDDER) -> float:
     """The measured model card's floor: no bundle or config may match below it.
 
     There is deliberately no default: without a card the device refuses to run.
     """
     from edge.accountability.governance import load_threshold_floor
 
-    return load_threshold_floor(manifest.models_dir, EMBEDDER_FAMILY)
+    return load_threshold_floor(manifest.models_dir, family)
