@@ -26,7 +26,8 @@ import numpy.typing as npt
 from edge.perception.analyzer import detect_with_close_up
 from edge.perception.detector import BlazeFaceDetector
 from edge.perception.manifest import Manifest
-from edge.perception.types import Aligner, Detection, Embedder
+from edge.perception.types import Detection, Embedder
+from evaluation.configs import ChipCutter
 from evaluation.data import Dataset
 from evaluation.degrade import Condition
 
@@ -111,7 +112,7 @@ def subset_digest(indices: npt.NDArray[np.int64]) -> str:
 
 def embed_condition(
     ds: Dataset, dets: Detections, indices: npt.NDArray[np.int64], condition: Condition,
-    aligner_name: str, aligner: Aligner, embedders: dict[str, tuple[Embedder, str]], cache: Path,
+    aligner_key: str, cut: ChipCutter, embedders: dict[str, tuple[Embedder, str]], cache: Path,
 ) -> dict[str, npt.NDArray[np.float32]]:
     """Embeddings of ``indices`` under ``condition`` for each variant (rows of zeros where no face).
 
@@ -119,7 +120,7 @@ def embed_condition(
     are cut once and fed to every variant, so variants differ only in the
     embedder.
     """
-    key = f"{aligner_name}-{condition.name}-{subset_digest(indices)}"
+    key = f"{aligner_key}-{condition.name}-{subset_digest(indices)}"
     paths = {v: cache / f"emb-{sha[:16]}-{key}.npy" for v, (_, sha) in embedders.items()}
     out: dict[str, npt.NDArray[np.float32]] = {}
     todo = {}
@@ -150,7 +151,8 @@ def embed_condition(
             continue
         img = read_rgb(ds.path(i))
         deg, kp = condition.apply(img, dets.keypoints[i], float(dets.widths[i]), i)
-        chips.append(aligner.align(deg, kp))
+        scale = np.array([deg.shape[1] / img.shape[1], deg.shape[0] / img.shape[0]] * 2, np.float32)
+        chips.append(cut(deg, kp, dets.boxes[i] * scale))
         rows.append(r)
         if len(chips) >= BATCH:
             flush()

@@ -217,23 +217,23 @@ def embed_all(ds: Dataset, dets: Detections, rec: Recogniser, models_dir: Path, 
     """Clean embeddings of every image, and per condition of the subset, for each variant."""
     variants = rec.variants(manifest)
     embedders: dict[str, tuple[Embedder, str]] = {}
-    aligner = None
+    cut, key = None, ""
     for v in variants:
-        e, a = rec.open(models_dir, v)
+        e, cut, key = rec.open(models_dir, v)
         embedders[v] = (e, rec.model_sha(manifest, v))
-        aligner = a
-    assert aligner is not None
+    if cut is None:
+        raise ValueError(f"{rec.key}: no variant among those the eval measures")
     from evaluation.degrade import BY_NAME
 
     allidx = np.arange(ds.images, dtype=np.int64)
-    full = embed_condition(ds, dets, allidx, BY_NAME["clean"], rec.aligner, aligner, embedders, cache)
+    full = embed_condition(ds, dets, allidx, BY_NAME["clean"], key, cut, embedders, cache)
     per_cond: dict[str, dict[str, mt.F32]] = {v: {} for v in variants}
     for c in s.conditions:
         if c.name == "clean":
             for v in variants:
                 per_cond[v][c.name] = full[v][subset]
             continue
-        got = embed_condition(ds, dets, subset, c, rec.aligner, aligner, embedders, cache)
+        got = embed_condition(ds, dets, subset, c, key, cut, embedders, cache)
         for v in variants:
             per_cond[v][c.name] = got[v]
     return full, per_cond

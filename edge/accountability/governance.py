@@ -1,11 +1,12 @@
 """Threshold governance: the model card's floor, and the check every threshold passes.
 
 ``models/manifest.json`` carries a top-level ``model_cards`` block keyed by
-embedding family (written by ``models/model_card.py``)::
+embedding family (measured by ``make eval``, see ``evaluation/``)::
 
     "model_cards": {"dlib_resnet_v1": {"threshold": 0.94, "threshold_floor": 0.93,
-                                       "false_match_rate": ..., "true_match_rate": ...,
-                                       "gallery_size": ..., "dataset": {...}, ...}}
+                                       "operating": {"float32": {"fmr": ..., "fnmr": ...,
+                                                                 "one_to_many": [...]}, ...},
+                                       "reliable_width_px": ..., "evaluated": {...}, ...}}
 
 The floor is the lowest match threshold any configuration or bundle may set on a
 device running that family. A missing card is an error, not a default: the floor
@@ -30,7 +31,7 @@ def model_card(manifest_json: dict[str, Any], family: str) -> dict[str, Any]:
     card = cards.get(family) if isinstance(cards, dict) else None
     if not isinstance(card, dict):
         raise ModelMissingError(f"the model manifest has no model card for '{family}';"
-                                " run `python models/model_card.py` to measure one")
+                                " run `make eval` to measure one")
     return card
 
 
