@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             res, used = measure_variant(ds, rec, v, full[v], valid, per_cond[v], subset, thr, s)
             thr = used
             if rec.today and v == "float32":
-                reference_fmr = mt.accept_rate(res.curves.impostor_desc, used)
+                c = res.curves
+                reference_fmr = int(np.count_nonzero(c.impostor_desc >= used)) / c.impostor_total
             entry = manifest.variant(rec.family, v)
             cfg["variants"][v] = {"model_id": entry.model_id, "file": entry.file, "sha256": entry.sha256,
                                   **res.body}
@@ -121,8 +122,8 @@ def matched_threshold(emb: mt.F32, valid: np.ndarray, person: mt.I64, fmr: float
     from evaluation.scoring import Side, all_pairs
 
     side = Side(emb, np.arange(emb.shape[0], dtype=np.int64), person, valid)
-    pairs, _ = all_pairs(side, side, int(person.max()) + 1, symmetric=True, tail=10)
-    return mt.threshold_at_rate(pairs.impostor_desc, fmr)
+    pairs, _ = all_pairs(side, side, int(person.max()) + 1, symmetric=True, tail=10, keep=fmr)
+    return mt.threshold_at_rate(pairs.impostor_desc, fmr, pairs.impostor_total)
 
 
 def describe(rec: Recogniser, manifest: Any) -> dict[str, Any]:

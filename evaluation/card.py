@@ -86,11 +86,11 @@ def det_plot(path: Path, curves: dict[str, Curves]) -> None:
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5))
     for label, c in curves.items():
-        n = c.impostor_desc.shape[0]
+        n = c.impostor_total
         xs, ys = [], []
-        for f in mt.log_rates(0.5, 1.0 / n, 120):
-            t = mt.threshold_at_rate(c.impostor_desc, f)
-            fm = mt.accept_rate(c.impostor_desc, t)
+        for f in mt.log_rates(0.09, 1.0 / n, 120):
+            t = mt.threshold_at_rate(c.impostor_desc, f, n)
+            fm = int(np.count_nonzero(c.impostor_desc >= t)) / n
             if fm > 0:
                 xs.append(fm)
                 ys.append(max(1.0 - mt.accept_rate(c.genuine, t), 1e-4))

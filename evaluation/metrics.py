@@ -27,13 +27,21 @@ I64 = npt.NDArray[np.int64]
 Z95 = 1.959963984540054
 
 
-def threshold_at_rate(nonmated_desc: npt.NDArray[np.floating], rate: float) -> float:
-    """Lowest threshold accepting at most ``floor(rate * n)`` of ``nonmated_desc`` (sorted descending)."""
-    n = nonmated_desc.shape[0]
+def threshold_at_rate(nonmated_desc: npt.NDArray[np.floating], rate: float,
+                      n: int | None = None) -> float:
+    """Lowest threshold accepting at most ``floor(rate * n)`` of ``n`` non-mated scores.
+
+    ``nonmated_desc`` is sorted descending and holds all ``n`` scores, or only
+    the highest ones (enough for the rates asked).
+    """
+    stored = nonmated_desc.shape[0]
+    n = stored if n is None else n
     if n == 0:
         raise ValueError("no non-mated scores")
     k = math.floor(rate * n + 1e-9)
-    if k >= n:
+    if k >= stored:
+        if stored < n:
+            raise ValueError(f"rate {rate} needs the top {k + 1} scores; only {stored} are kept")
         return -math.inf
     # Accept the k highest: the next representable score above the (k+1)-th highest, in the
     # scores' own precision (a float64 step above a float32 score rounds back onto it).
@@ -74,10 +82,12 @@ class TarAtFmr:
 
 
 def tar_at_fmr(genuine: npt.NDArray[np.floating], impostor_desc: npt.NDArray[np.floating],
-               fmr: float) -> TarAtFmr:
-    """Genuine acceptance at the threshold where the impostor acceptance is at most ``fmr``."""
-    n = impostor_desc.shape[0]
-    t = threshold_at_rate(impostor_desc, fmr)
+               fmr: float, n: int) -> TarAtFmr:
+    """Genuine acceptance at the threshold where the impostor acceptance is at most ``fmr``.
+
+    ``impostor_desc``: impostor scores sorted descending, all ``n`` of them or the highest.
+    """
+    t = threshold_at_rate(impostor_desc, fmr, n)
     fm = int(np.count_nonzero(impostor_desc >= t))
     return TarAtFmr(fmr=fmr, threshold=t, tar=accept_rate(genuine, t), false_matches=fm,
                     measurable=measurable(fmr, n))
@@ -87,8 +97,9 @@ def tar_at_fmr(genuine: npt.NDArray[np.floating], impostor_desc: npt.NDArray[np.
 class PairSet:
     """Scores of one comparison set, with who each score belongs to (for the bootstrap).
 
-    ``impostor_desc`` holds every impostor score, sorted descending. The
-    bootstrap needs the people of the highest ones only: ``tail_people``
+    ``impostor_desc`` holds the highest of the ``impostor_total`` impostor
+    scores, sorted descending. The bootstrap needs the people of the highest
+    ones only: ``tail_people``
     (K, 2) gives the two people of ``impostor_desc[:K]``. ``probe_count`` and
     ``ref_count`` (per person) let the total impostor weight be computed in
     closed form; ``symmetric`` says each unordered pair is counted once.
@@ -97,6 +108,7 @@ class PairSet:
     genuine: F32
     genuine_person: I64
     impostor_desc: F32
+    impostor_total: int
     tail_people: I64
     probe_count: I64
     ref_count: I64
@@ -104,7 +116,7 @@ class PairSet:
 
     @property
     def impostor_pairs(self) -> int:
-        return int(self.impostor_desc.shape[0])
+        return self.impostor_total
 
     @property
     def genuine_pairs(self) -> int:
@@ -157,13 +169,13 @@ def log_rates(high: float, low: float, points: int) -> list[float]:
 
 
 def error_curve(genuine: npt.NDArray[np.floating], impostor_desc: npt.NDArray[np.floating],
-                points: int = 30, high: float = 0.1) -> list[tuple[float, float, float]]:
+                n: int, points: int = 30, high: float = 0.1) -> list[tuple[float, float, float]]:
     """(threshold, fmr, fnmr), ascending threshold, FMR log-spaced down to one impostor pair."""
-    n = impostor_desc.shape[0]
     rows: dict[float, tuple[float, float, float]] = {}
     for f in log_rates(high, 1.0 / n, points):
-        t = threshold_at_rate(impostor_desc, f)
-        rows[t] = (t, accept_rate(impostor_desc, t), 1.0 - accept_rate(genuine, t))
+        t = threshold_at_rate(impostor_desc, f, n)
+        fm = int(np.count_nonzero(impostor_desc >= t)) / n
+        rows[t] = (t, fm, 1.0 - accept_rate(genuine, t))
     return [rows[t] for t in sorted(rows)]
 
 

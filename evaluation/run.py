@@ -26,6 +26,7 @@ FMRS = (1e-3, 1e-4, 1e-5, 1e-6)
 FPIRS = (1e-2, 1e-3, 1e-4)
 LIST_SIZES = (100, 500, 1000)
 CONDITION_LIST = 500
+CURVE_TOP = 0.1  # the error curves start at FMR 10%: only the highest 10% of impostor scores are kept
 TAIL = 200_000  # impostor pairs whose people the bootstrap tracks (covers FMR 1e-3 on 24M pairs)
 RELIABLE_POINTS = 0.05  # a width is reliable if TAR@FMR1e-4 is within 5 points of the clean probes'
 
@@ -45,7 +46,8 @@ class Curves:
     """Arrays kept for the DET plot (not written to JSON)."""
 
     genuine: mt.F32
-    impostor_desc: mt.F32
+    impostor_desc: mt.F32  # the highest impostor scores
+    impostor_total: int
     list500: mt.Searches | None = None
 
 
@@ -57,7 +59,7 @@ def verification(pairs: mt.PairSet, replicates: int, seed: int) -> dict[str, Any
     cis = mt.bootstrap_tar_at_fmr(pairs, list(FMRS), replicates, seed)
     rows = []
     for f, ci in zip(FMRS, cis, strict=True):
-        t = mt.tar_at_fmr(pairs.genuine, pairs.impostor_desc, f)
+        t = mt.tar_at_fmr(pairs.genuine, pairs.impostor_desc, f, pairs.impostor_total)
         rows.append({"fmr": f, "threshold": _r(t.threshold, 6), "tar": _r(t.tar),
                      "ci95": [_r(ci[0]), _r(ci[1])], "false_matches": t.false_matches,
                      "measurable": t.measurable})
@@ -150,15 +152,15 @@ def measure_variant(
     person = ds.person
     images = np.arange(ds.images, dtype=np.int64)
     side = Side(full, images, person, valid)
-    pairs, top = all_pairs(side, side, ds.people, symmetric=True, tail=TAIL)
+    pairs, top = all_pairs(side, side, ds.people, symmetric=True, tail=TAIL, keep=CURVE_TOP)
     ver = verification(pairs, s.bootstrap, s.seed)
     ver["top_impostors"] = [{"score": _r(sc, 4), "image_a": ds.files[a], "image_b": ds.files[b]}
                             for sc, a, b in top]
     ver["curve"] = [[_r(t, 6), _r(fm, 9), _r(fn)] for t, fm, fn in
-                    mt.error_curve(pairs.genuine, pairs.impostor_desc)]
+                    mt.error_curve(pairs.genuine, pairs.impostor_desc, pairs.impostor_total, high=CURVE_TOP)]
     thr = card_threshold if card_threshold is not None else math.nan
     body: dict[str, Any] = {"verification": ver}
-    curves = Curves(pairs.genuine, pairs.impostor_desc)
+    curves = Curves(pairs.genuine, pairs.impostor_desc, pairs.impostor_total)
     # Identification, clean.
     counts = ds.counts()
     ident = []
@@ -205,10 +207,6 @@ def reliable_width(conds: list[dict[str, Any]]) -> int | None:
             break
         best = w
     return best
-
-
-def threshold_at_matched_fmr(reference_fmr: float, impostor_desc: mt.F32) -> float:
-    return mt.threshold_at_rate(impostor_desc, reference_fmr)
 
 
 def embed_all(ds: Dataset, dets: Detections, rec: Recogniser, models_dir: Path, manifest: Manifest,

@@ -8,6 +8,7 @@ as a false match.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,13 +44,14 @@ def _chunk_scores(probe: Side, ref: Side, i0: int, i1: int, symmetric: bool
     return s.astype(np.float32), same & keep, ~same & keep
 
 
-def all_pairs(probe: Side, ref: Side, people: int, symmetric: bool, tail: int
+def all_pairs(probe: Side, ref: Side, people: int, symmetric: bool, tail: int, keep: float = 0.0
               ) -> tuple[PairSet, list[tuple[float, int, int]]]:
     """Every genuine and impostor pair between ``probe`` and ``ref``.
 
     ``symmetric``: probe and ref are the same set, each unordered pair once.
-    Returns the pair set (impostors sorted descending, people of the top
-    ``tail``) and the 10 highest impostor pairs as (score, probe image, ref image).
+    Returns the pair set (the highest ``keep`` share of impostor scores, at
+    least ``tail`` of them, sorted descending; the people of the top ``tail``)
+    and the 10 highest impostor pairs as (score, probe image, ref image).
     """
     n = probe.emb.shape[0]
     gen_s: list[F32] = []
@@ -64,7 +66,11 @@ def all_pairs(probe: Side, ref: Side, people: int, symmetric: bool, tail: int
         imp_chunks.append(s[imask])
     impostor = np.concatenate(imp_chunks)
     del imp_chunks
-    k = min(tail, impostor.shape[0])
+    total = int(impostor.shape[0])
+    k = min(tail, total)
+    stored = min(total, max(k, math.ceil(keep * total) + 1))
+    if stored < total:
+        impostor = np.partition(impostor, total - stored)[total - stored:]
     impostor_desc = np.sort(impostor)[::-1].copy()
     del impostor
     cut = impostor_desc[k - 1] if k > 0 else np.inf
@@ -89,6 +95,7 @@ def all_pairs(probe: Side, ref: Side, people: int, symmetric: bool, tail: int
         genuine=np.concatenate(gen_s).astype(np.float32),
         genuine_person=np.concatenate(gen_p).astype(np.int64),
         impostor_desc=impostor_desc,
+        impostor_total=total,
         tail_people=tail_people,
         probe_count=np.bincount(probe.person, minlength=people).astype(np.int64),
         ref_count=np.bincount(ref.person, minlength=people).astype(np.int64),

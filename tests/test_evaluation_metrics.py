@@ -32,11 +32,11 @@ def test_threshold_accepts_at_most_the_target_share_of_impostors() -> None:
 
 def test_tar_at_fmr_known_answer() -> None:
     genuine = np.array([0.985, 0.99, 0.995, 0.5], np.float32)
-    r = mt.tar_at_fmr(genuine, IMPOSTORS, 0.01)
+    r = mt.tar_at_fmr(genuine, IMPOSTORS, 0.01, 1000)
     assert r.tar == 0.5 and r.false_matches == 10 and r.measurable
-    r = mt.tar_at_fmr(genuine, IMPOSTORS, 0.02)  # threshold just above 0.979
+    r = mt.tar_at_fmr(genuine, IMPOSTORS, 0.02, 1000)  # threshold just above 0.979
     assert r.tar == 0.75 and r.false_matches == 20
-    assert not mt.tar_at_fmr(genuine, IMPOSTORS, 1e-4).measurable
+    assert not mt.tar_at_fmr(genuine, IMPOSTORS, 1e-4, 1000).measurable
 
 
 def test_wilson_interval_matches_the_formula() -> None:
@@ -63,14 +63,15 @@ def test_fnir_at_fpir_known_answer() -> None:
     assert not mt.supports_rate(1e-3, 2000) and mt.supports_rate(1e-3, 3000)
 
 
-def _pairset(rng: np.random.Generator, people: int, per: int, sep: float) -> mt.PairSet:
+def _pairset(rng: np.random.Generator, people: int, per: int, sep: float, keep: float = 0.0
+             ) -> mt.PairSet:
     d = 16
     centres = rng.normal(size=(people, d))
     emb = np.repeat(centres, per, axis=0) * sep + rng.normal(size=(people * per, d))
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
     person = np.repeat(np.arange(people), per).astype(np.int64)
     side = Side(emb, np.arange(people * per, dtype=np.int64), person, np.ones(people * per, bool))
-    pairs, _ = all_pairs(side, side, people, symmetric=True, tail=10_000)
+    pairs, _ = all_pairs(side, side, people, symmetric=True, tail=10_000, keep=keep)
     return pairs
 
 
@@ -95,7 +96,7 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_people() -> N
     widths = []
     for people in (60, 600):
         pairs = _pairset(rng, people, 3, 0.9)
-        point = mt.tar_at_fmr(pairs.genuine, pairs.impostor_desc, 1e-3).tar
+        point = mt.tar_at_fmr(pairs.genuine, pairs.impostor_desc, 1e-3, pairs.impostor_total).tar
         (lo, hi), = mt.bootstrap_tar_at_fmr(pairs, [1e-3], 200, seed=2)
         assert lo <= point <= hi
         widths.append(hi - lo)
@@ -134,3 +135,18 @@ def test_reliable_width_is_the_smallest_within_five_points_of_full_size() -> Non
     conds = [cond("clean", "clean", 0.80), cond("width112", "width", 0.80), cond("width64", "width", 0.78),
              cond("width48", "width", 0.74), cond("width32", "width", 0.77), cond("width24", "width", 0.5)]
     assert reliable_width(conds) == 64  # 48 is 6 points down; 32 recovering does not count
+
+
+def test_rates_from_the_kept_top_scores_equal_those_from_all_scores() -> None:
+    rng = np.random.default_rng(5)
+    pairs_all = _pairset(rng, 200, 3, 0.8, keep=1.0)
+    scores = pairs_all.impostor_desc
+    n = pairs_all.impostor_total
+    assert scores.shape[0] == n == 200 * 199 // 2 * 9
+    top = _pairset(np.random.default_rng(5), 200, 3, 0.8, keep=0.1).impostor_desc
+    assert top.shape[0] == n // 10 + 1
+    np.testing.assert_array_equal(top, scores[: top.shape[0]])
+    for f in (1e-2, 1e-3, 1e-4):
+        assert mt.threshold_at_rate(top, f, n) == mt.threshold_at_rate(scores, f)
+    with pytest.raises(ValueError, match="only"):
+        mt.threshold_at_rate(top, 0.5, n)
