@@ -18,10 +18,13 @@ from edge.perception.manifest import load_manifest
 from evaluation import card as cardmod
 from evaluation import metrics as mt
 from evaluation.configs import TRAINING_DATA, Recogniser, available
-from evaluation.data import DATA_ENV, DATASET_NAME, ROOT, default_data_dir, load_dataset
+from evaluation.data import DATA_ENV, DATASET_NAME, ROOT, Dataset, default_data_dir, load_dataset
 from evaluation.degrade import BY_NAME, CONDITIONS
-from evaluation.extract import detect_all
+from evaluation.extract import Detections, detect_all
 from evaluation.run import Curves, Settings, embed_all, measure_variant, reliable_width
+from evaluation.scoring import fuse, impostor_spread
+
+F32 = mt.F32
 
 log = logging.getLogger("evaluation")
 
@@ -71,32 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         "bootstrap": s.bootstrap, "repeats": s.repeats, "condition_probes": int(subset.shape[0]),
         "reliable_rule_points": 0.05,
     }
-    configs: list[dict[str, Any]] = []
-    curves: dict[str, Curves] = {}
-    reference_fmr: float | None = None
+    sess = Session(ds, dets, subset, s, t0)
+    embedded: dict[str, tuple[Recogniser, dict[str, F32], dict[str, dict[str, F32]]]] = {}
     for rec in recs:
         full, per_cond = embed_all(ds, dets, rec, args.models_dir, manifest, subset, s, args.cache)
-        cfg = describe(rec, manifest)
-        thr: float | None = shipped.get(rec.family) if rec.today else None
+        embedded[rec.key] = (rec, full, per_cond)
+        files = {}
         for v in rec.variants(manifest):
-            valid = dets.found & (np.abs(full[v]).sum(axis=1) > 0)
-            if thr is None and reference_fmr is not None:
-                thr = matched_threshold(full[v], valid, ds.person, reference_fmr)
-            res, used = measure_variant(ds, rec, v, full[v], valid, per_cond[v], subset, thr, s)
-            thr = used
-            if rec.today and v == "float32":
-                c = res.curves
-                reference_fmr = int(np.count_nonzero(c.impostor_desc >= used)) / c.impostor_total
-            entry = manifest.variant(rec.family, v)
-            cfg["variants"][v] = {"model_id": entry.model_id, "file": entry.file, "sha256": entry.sha256,
-                                  **res.body}
-            curves[f"{rec.key} {v}"] = res.curves
-            log.info("%s %s measured (%.0f s so far)", rec.key, v, time.monotonic() - t0)
-        widths = {v: reliable_width(b["conditions"]) for v, b in cfg["variants"].items()}
-        cfg["reliable_width_by_variant"] = widths
-        known = [w for w in widths.values() if w is not None]
-        cfg["reliable_width_px"] = max(known) if len(known) == len(widths) else None
-        configs.append(cfg)
+            e = manifest.variant(rec.family, v)
+            files[v] = {"model_id": e.model_id, "file": e.file, "sha256": e.sha256}
+        sess.measure(describe(rec, manifest), files, full, per_cond,
+                     shipped.get(rec.family) if rec.today else None, today=rec.today)
+    fuse_best_two(sess, embedded)
+    configs, curves = sess.configs, sess.curves
     evaluated["run_seconds"] = time.monotonic() - t0
     result = {"evaluated": evaluated, "configs": configs}
     write_outputs(args, result, curves)
@@ -107,6 +97,71 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(cardmod.goals(result)))
     print(f"\nmake eval: {evaluated['run_seconds']:.0f} s; card in {args.out}")
     return 0
+
+
+class Session:
+    """What every configuration is measured against, and what has been measured so far."""
+
+    def __init__(self, ds: Dataset, dets: Detections, subset: mt.I64, s: Settings, t0: float) -> None:
+        self.ds, self.dets, self.subset, self.s, self.t0 = ds, dets, subset, s, t0
+        self.configs: list[dict[str, Any]] = []
+        self.curves: dict[str, Curves] = {}
+        self.reference_fmr: float | None = None  # today's all-pairs FMR at its shipped threshold
+
+    def measure(self, cfg: dict[str, Any], files: dict[str, dict[str, str]], full: dict[str, F32],
+                per_cond: dict[str, dict[str, F32]], thr: float | None, today: bool) -> None:
+        """Measure each variant in ``files``; int8 at the float variant's threshold."""
+        ds = self.ds
+        for v, meta in files.items():
+            valid = self.dets.found & (np.abs(full[v]).sum(axis=1) > 0)
+            if thr is None and self.reference_fmr is not None:
+                thr = matched_threshold(full[v], valid, ds.person, self.reference_fmr)
+            res, used = measure_variant(ds, full[v], valid, per_cond[v], self.subset, thr, self.s)
+            thr = used
+            if today and v == "float32":
+                c = res.curves
+                self.reference_fmr = int(np.count_nonzero(c.impostor_desc >= used)) / c.impostor_total
+            cfg["variants"][v] = {**meta, **res.body}
+            self.curves[f"{cfg['key']} {v}"] = res.curves
+            log.info("%s %s measured (%.0f s so far)", cfg["key"], v, time.monotonic() - self.t0)
+        widths = {v: reliable_width(b["conditions"]) for v, b in cfg["variants"].items()}
+        cfg["reliable_width_by_variant"] = widths
+        known = [w for w in widths.values() if w is not None]
+        cfg["reliable_width_px"] = max(known) if known and len(known) == len(widths) else None
+        self.configs.append(cfg)
+
+
+def fuse_best_two(sess: Session, embedded: dict[str, tuple[Recogniser, dict[str, F32],
+                                                          dict[str, dict[str, F32]]]]) -> None:
+    """Score-level fusion of the two new families with the highest float TAR at FMR 1e-5."""
+    def tar5(cfg: dict[str, Any]) -> float:
+        rows = cfg["variants"].get("float32", {}).get("verification", {}).get("tar_at_fmr", [])
+        return next((float(r["tar"] or 0.0) for r in rows if r["fmr"] == 1e-5), 0.0)
+
+    new = sorted((c for c in sess.configs if not c["today"] and c["key"] in embedded), key=tar5, reverse=True)
+    if len(new) < 2:
+        return
+    ka, kb = new[0]["key"], new[1]["key"]
+    ra, fa, ca = embedded[ka]
+    rb, fb, cb = embedded[kb]
+    ds = sess.ds
+    valid = sess.dets.found
+    wa = impostor_spread(fa["float32"], valid, ds.person, sess.s.seed)
+    wb = impostor_spread(fb["float32"], valid, ds.person, sess.s.seed)
+    variants = [v for v in fa if v in fb]
+    full = {v: fuse(fa[v], fb[v], wa, wb) for v in variants}
+    per_cond = {v: {c: fuse(ca[v][c], cb[v][c], wa, wb) for c in ca[v]} for v in variants}
+    files = {v: {"model_id": f"{new[0]['variants'][v]['model_id']}+{new[1]['variants'][v]['model_id']}",
+                 "file": "", "sha256": ""} for v in variants}
+    cfg = {"key": f"fusion:{ra.family}+{rb.family}", "family": f"{ra.family}+{rb.family}",
+           "aligner": f"{ra.aligner}/{rb.aligner}",
+           "label": f"score-level fusion of {ra.family} and {rb.family} (sum of cosines, each divided "
+                    "by its cross-person score spread)",
+           "today": False, "opt_in": ra.opt_in or rb.opt_in, "device": False,
+           "provenance": {"source": {"fusion_of": [new[0]["provenance"], new[1]["provenance"]]},
+                          "licence": "see each family", "training_data": "see each family"},
+           "variants": {}}
+    sess.measure(cfg, files, full, per_cond, None, today=False)
 
 
 def shipped_threshold(models_dir: Path, recs: list[Recogniser]) -> dict[str, float]:

@@ -145,10 +145,11 @@ class VariantResult:
 
 
 def measure_variant(
-    ds: Dataset, rec: Recogniser, variant: str, full: mt.F32, valid: npt.NDArray[np.bool_],
+    ds: Dataset, full: mt.F32, valid: npt.NDArray[np.bool_],
     cond_emb: dict[str, mt.F32], subset: mt.I64, card_threshold: float | None, s: Settings,
 ) -> tuple[VariantResult, float]:
-    """Everything for one (configuration, variant). Returns the result and its operating threshold."""
+    """Everything for one (configuration, variant): its clean embeddings ``full`` and the subset's
+    under each condition. Returns the result and the operating threshold used."""
     person = ds.person
     images = np.arange(ds.images, dtype=np.int64)
     side = Side(full, images, person, valid)

@@ -157,3 +157,20 @@ def search(wl: WatchList, gallery: Side, probes: Side) -> Searches:
     hit = wl.people[arg] == probes.person
     return Searches(mated_top=tops[mated], mated_hit=hit[mated] & (tops[mated] > NO_FACE),
                     nonmated_top=tops[nonmated])
+
+
+def impostor_spread(emb: F32, valid: npt.NDArray[np.bool_], person: I64, seed: int,
+                    pairs: int = 200_000) -> float:
+    """Standard deviation of cross-person scores over random pairs: the family's score scale."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, emb.shape[0], pairs)
+    b = rng.integers(0, emb.shape[0], pairs)
+    keep = (person[a] != person[b]) & valid[a] & valid[b]
+    s = np.einsum("ij,ij->i", emb[a[keep]], emb[b[keep]])
+    return float(s.std())
+
+
+def fuse(a: F32, b: F32, spread_a: float, spread_b: float) -> F32:
+    """Concatenated embeddings whose dot product is ``s_a / spread_a + s_b / spread_b``."""
+    out: F32 = np.hstack([a / np.sqrt(spread_a), b / np.sqrt(spread_b)]).astype(np.float32)
+    return out

@@ -150,3 +150,18 @@ def test_rates_from_the_kept_top_scores_equal_those_from_all_scores() -> None:
         assert mt.threshold_at_rate(top, f, n) == mt.threshold_at_rate(scores, f)
     with pytest.raises(ValueError, match="only"):
         mt.threshold_at_rate(top, 0.5, n)
+
+
+def test_fused_embeddings_score_the_sum_of_scale_normalised_scores() -> None:
+    from evaluation.scoring import fuse, impostor_spread
+
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(50, 8)).astype(np.float32)
+    b = rng.normal(size=(50, 4)).astype(np.float32)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    person = np.arange(50, dtype=np.int64)
+    sa = impostor_spread(a, np.ones(50, bool), person, seed=0, pairs=5000)
+    assert sa == pytest.approx(float(np.std((a @ a.T)[np.triu_indices(50, 1)])), rel=0.1)
+    f = fuse(a, b, 0.5, 0.25)
+    np.testing.assert_allclose(f @ f.T, (a @ a.T) / 0.5 + (b @ b.T) / 0.25, rtol=1e-5, atol=1e-5)
