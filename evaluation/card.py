@@ -298,6 +298,22 @@ def config_section(cfg: dict[str, Any]) -> list[str]:
                "non-mated): " + ", ".join(f"{o['list_size']}: {o['mated_searches']} / "
                                          f"{o['non_mated_searches']}" for o in b0["one_to_many"]) + ".")
     out.append("")
+    per = b0["multi_template"]["templates_per_person"]
+    out.append(f"Enrolment from several photos (500-person lists, up to {per} "
+               "photos per listed person against one, on the same searches: the photos enrolled in "
+               "neither list):")
+    out.append("")
+    for v in vs:
+        mtp = cfg["variants"][v]["multi_template"]
+        parts = []
+        for name in ("one_photo", "several_photos"):
+            om = mtp[name]
+            f1, f01 = fnir_row(om, 1e-2), fnir_row(om, 1e-3)
+            parts.append(f"{name.replace('_', ' ')}: FNIR {pct_ci(f1['fnir'], f1['ci95'])} at FPIR 1%, "
+                         f"{pct_ci(f01['fnir'], f01['ci95'])} at 0.1%")
+        searches = mtp["one_photo"]["mated_searches"]
+        out.append(f"- {v} ({searches} mated searches per list): " + "; ".join(parts))
+    out.append("")
     out.append("Standard LFW pairs (lfw-dev-pairs.csv) at the card threshold:")
     out.append("")
     for v in vs:

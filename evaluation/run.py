@@ -117,6 +117,25 @@ def identification_curve(p: mt.Searches, points: int = 30) -> list[list[float | 
     return [rows[t] for t in sorted(rows)]
 
 
+TEMPLATES = 3
+
+
+def multi_template(ds: Dataset, side: Side, threshold: float, s: Settings) -> dict[str, Any]:
+    """500-person lists enrolled from up to three photos per person against one, on the same searches."""
+    size = CONDITION_LIST
+    lists = draw_lists(ds.person, ds.people, size, s.repeats[size], s.seed + size)
+    multi = [wl.with_templates(ds.person, TEMPLATES, s.seed + k) for k, wl in enumerate(lists)]
+    out: dict[str, Any] = {"list_size": CONDITION_LIST, "templates_per_person": TEMPLATES}
+    counts = ds.counts()
+    distinct = int(ds.images - np.mean([counts[wl.people].sum() for wl in lists]))
+    for name, wls in (("one_photo", lists), ("several_photos", multi)):
+        res = [search(wl, side, side, exclude=m.templates) for wl, m in zip(wls, multi, strict=True)]
+        om = one_to_many(res, CONDITION_LIST, distinct, threshold)
+        om.pop("curve")
+        out[name] = om
+    return out
+
+
 def standard_pairs(ds: Dataset, emb: mt.F32, valid: npt.NDArray[np.bool_], threshold: float
                    ) -> dict[str, Any]:
     if not ds.pairs:
@@ -173,6 +192,7 @@ def measure_variant(
         if size == CONDITION_LIST:
             curves.list500 = pooled(res)
     body["one_to_many"] = ident
+    body["multi_template"] = multi_template(ds, side, thr, s)
     body["standard_pairs"] = standard_pairs(ds, full, valid, thr)
     # Conditions: degraded probes (subset) against clean references and clean enrolment.
     conds = []

@@ -9,7 +9,7 @@ as a false match.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -106,10 +106,33 @@ def all_pairs(probe: Side, ref: Side, people: int, symmetric: bool, tail: int, k
 
 @dataclass(frozen=True)
 class WatchList:
-    """One random list: the listed people and the photo each is enrolled with."""
+    """One random list: the listed people, the photo each is enrolled with, and any further photos."""
 
     people: I64
     enrol_image: I64
+    # Further enrolment photos (several templates per person) and the position in ``people`` of each.
+    extra_image: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    extra_owner: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def templates(self) -> I64:
+        return np.concatenate([self.enrol_image, self.extra_image])
+
+    @property
+    def owner(self) -> I64:
+        return np.concatenate([np.arange(self.people.shape[0], dtype=np.int64), self.extra_owner])
+
+    def with_templates(self, person: I64, per_person: int, seed: int) -> WatchList:
+        """The same list with up to ``per_person`` photos of each listed person (the first kept)."""
+        rng = np.random.default_rng(seed)
+        extra: list[int] = []
+        owner: list[int] = []
+        for pos, (p, first) in enumerate(zip(self.people.tolist(), self.enrol_image.tolist(), strict=True)):
+            others = [int(i) for i in np.flatnonzero(person == p) if i != first]
+            for i in rng.permutation(others)[: per_person - 1].tolist():
+                extra.append(int(i))
+                owner.append(pos)
+        return WatchList(self.people, self.enrol_image, np.array(extra, np.int64), np.array(owner, np.int64))
 
 
 def draw_lists(person: I64, people: int, size: int, repeats: int, seed: int) -> list[WatchList]:
@@ -126,22 +149,24 @@ def draw_lists(person: I64, people: int, size: int, repeats: int, seed: int) -> 
     return out
 
 
-def search(wl: WatchList, gallery: Side, probes: Side) -> Searches:
+def search(wl: WatchList, gallery: Side, probes: Side, exclude: I64 | None = None) -> Searches:
     """Search every probe against the list enrolled from ``gallery``.
 
-    Mated: probes of listed people, other than the enrolment photo.
-    Non-mated: probes of people not on the list. Probes without a face never
-    find anyone (top score ``NO_FACE``); a listed person enrolled from a photo
-    without a face cannot be found.
+    Mated: probes of listed people, other than the enrolment photos (or than
+    ``exclude``, to compare lists on the same searches). Non-mated: probes of
+    people not on the list. A person's score is their best template's. Probes
+    without a face never find anyone (top score ``NO_FACE``); a template
+    without a face never matches.
     """
     row = {int(img): r for r, img in enumerate(gallery.image.tolist())}
-    g_rows = np.array([row[int(i)] for i in wl.enrol_image], np.int64)
+    g_rows = np.array([row[int(i)] for i in wl.templates], np.int64)
+    owner_person = wl.people[wl.owner]
     g_emb = gallery.emb[g_rows]
     g_valid = gallery.valid[g_rows]
     listed = np.zeros(int(max(probes.person.max(), wl.people.max())) + 1, bool)
     listed[wl.people] = True
     is_listed = listed[probes.person]
-    enrolled = np.isin(probes.image, wl.enrol_image)
+    enrolled = np.isin(probes.image, wl.templates if exclude is None else exclude)
     mated = is_listed & ~enrolled
     nonmated = ~is_listed
     tops = np.full(probes.emb.shape[0], NO_FACE, np.float32)
@@ -154,7 +179,7 @@ def search(wl: WatchList, gallery: Side, probes: Side) -> Searches:
         a = np.argmax(s, axis=1)
         arg[i0:i1] = a
         tops[i0:i1] = s[np.arange(i1 - i0), a]
-    hit = wl.people[arg] == probes.person
+    hit = owner_person[arg] == probes.person
     return Searches(mated_top=tops[mated], mated_hit=hit[mated] & (tops[mated] > NO_FACE),
                     nonmated_top=tops[nonmated])
 

@@ -165,3 +165,20 @@ def test_fused_embeddings_score_the_sum_of_scale_normalised_scores() -> None:
     assert sa == pytest.approx(float(np.std((a @ a.T)[np.triu_indices(50, 1)])), rel=0.1)
     f = fuse(a, b, 0.5, 0.25)
     np.testing.assert_allclose(f @ f.T, (a @ a.T) / 0.5 + (b @ b.T) / 0.25, rtol=1e-5, atol=1e-5)
+
+
+def test_several_templates_per_person_find_a_face_one_template_misses() -> None:
+    # Person 0: photos 0 (frontal), 1 (profile) and 2 (profile again); person 1: photo 3.
+    emb = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    person = np.array([0, 0, 0, 1], np.int64)
+    side = Side(emb, np.arange(4, dtype=np.int64), person, np.ones(4, bool))
+    one = WatchList(np.array([0], np.int64), np.array([0], np.int64))
+    several = one.with_templates(person, 2, seed=0)
+    assert several.templates[0] == 0 and several.templates.shape[0] == 2
+    assert several.owner.tolist() == [0, 0]
+    # Compared on the same searches (the photos not enrolled in either list):
+    s1 = search(one, side, side, exclude=several.templates)
+    s2 = search(several, side, side, exclude=several.templates)
+    assert s1.mated_top.shape == s2.mated_top.shape == (1,)
+    assert s1.mated_top[0] == 0.0 and s2.mated_top[0] == 1.0 and bool(s2.mated_hit[0])
+    np.testing.assert_array_equal(s1.nonmated_top, [0.0])
