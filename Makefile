@@ -51,9 +51,12 @@ bench: install testdata
 # Recognition at scale (LFW dev half; EVAL_DATA or $$EDGE_EVAL_DATA overrides ../shared/data).
 # Embeddings are cached in $(CACHE)/eval; writes docs/model-card/ and models/manifest.json's model_cards.
 EVAL_ARGS ?=
-eval: install
-	$(BIN)/pip install --quiet -e '.[eval]'
+eval: $(VENV)/.eval-installed
 	$(BIN)/python -m evaluation $(if $(EVAL_DATA),--data $(EVAL_DATA)) $(EVAL_ARGS)
+
+$(VENV)/.eval-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[eval]'
+	touch $@
 
 # Coverage-guided fuzzing of the bundle verifier; atheris is installed only here.
 FUZZ_SECONDS ?= 60
