@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +154,19 @@ def tf_function(ops: list[Op]) -> Any:
 # --- calibration chips ---------------------------------------------------------------
 
 
-def face_chips(testdata: Path, models_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(image name, RGB image, 2x3 chip affine) for every face found in the calibration images."""
+def face_chips(testdata: Path, models_dir: Path,
+               transform: Callable[[np.ndarray], np.ndarray] | None = None,
+               ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(image name, RGB image, 2x3 chip affine) for every face found in the calibration images.
+
+    ``transform`` maps a face's (6, 2) BlazeFace keypoints to its chip affine
+    (default: dlib's fitted 150x150 template).
+    """
     from fit_alignment import keypoint_finder
 
     from edge.perception.align import chip_transform
 
+    to_chip = transform or chip_transform
     find = keypoint_finder()
     out = []
     for name, _ in CALIBRATION_IMAGES:
@@ -168,26 +175,29 @@ def face_chips(testdata: Path, models_dir: Path) -> list[tuple[str, np.ndarray, 
             raise SystemExit(f"cannot read {testdata / name}: run `make testdata`")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         for kp in find(rgb):
-            out.append((name, rgb, chip_transform(kp)))
+            out.append((name, rgb, to_chip(kp)))
     return out
 
 
 def augmented_chips(
-    faces: list[tuple[str, np.ndarray, np.ndarray]], seed: int = 0
+    faces: list[tuple[str, np.ndarray, np.ndarray]], seed: int = 0, size: int = 150,
+    per_weight: int = AUGMENTATIONS_PER_WEIGHT,
 ) -> Iterator[np.ndarray]:
-    """Aligned 150x150 chips with random shift/scale/rotation, flips and lighting."""
+    """Aligned size x size chips with random shift/scale/rotation, flips and lighting."""
     rng = np.random.default_rng(seed)
     weights = dict(CALIBRATION_IMAGES)
+    shift = 6 * size / 150
     for name, rgb, m in faces:
-        yield cv2.warpAffine(rgb, m, (150, 150), flags=cv2.INTER_LINEAR,
+        yield cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT)
-        for _ in range(weights[name] * AUGMENTATIONS_PER_WEIGHT):
+        for _ in range(weights[name] * per_weight):
             angle = rng.uniform(-12, 12)
             scale = rng.uniform(0.9, 1.1)
-            jitter = np.asarray(cv2.getRotationMatrix2D((75, 75), angle, scale), np.float64)
-            jitter[:, 2] += rng.uniform(-6, 6, 2)
+            jitter = np.asarray(cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale),
+                                np.float64)
+            jitter[:, 2] += rng.uniform(-shift, shift, 2)
             full = np.vstack([jitter, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]])
-            chip = cv2.warpAffine(rgb, full[:2], (150, 150), flags=cv2.INTER_LINEAR)
+            chip = cv2.warpAffine(rgb, full[:2], (size, size), flags=cv2.INTER_LINEAR)
             if rng.random() < 0.5:
                 chip = chip[:, ::-1]
             gain, bias = rng.uniform(0.7, 1.3), rng.uniform(-25, 25)
@@ -222,13 +232,13 @@ def run_tflite(path: Path, chips: np.ndarray) -> np.ndarray:
     return model.run(chips.astype(np.float32))[0]
 
 
-def latency_ms(path: Path, n: int = 30) -> float:
+def latency_ms(path: Path, n: int = 30, num_threads: int = 2) -> float:
     import time
 
     from edge.perception.runtime import open_file
 
-    model = open_file(path)
-    x = np.zeros((1, 150, 150, 3), np.float32)
+    model = open_file(path, num_threads=num_threads)
+    x = np.zeros(model.input_shape, np.float32)
     for _ in range(3):
         model.run(x)
     t0 = time.perf_counter()
@@ -264,14 +274,15 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_manifest(models_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
-    """Read-modify-write of our entries only, under the lock build_detector.py also takes."""
+def write_manifest(models_dir: Path, entries: dict[str, dict[str, Any]],
+                   family: str = FAMILY) -> None:
+    """Read-modify-write of ``family``'s entries only, under the lock build_detector.py also takes."""
     path = models_dir / "manifest.json"
     with open(path.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         doc: dict[str, Any] = (json.loads(path.read_text(encoding="utf-8")) if path.exists()
                                else {"schema": "edge.models/1", "models": {}})
-        models = {k: v for k, v in doc.get("models", {}).items() if v.get("family") != FAMILY}
+        models = {k: v for k, v in doc.get("models", {}).items() if v.get("family") != family}
         models.update(entries)
         doc["models"] = dict(sorted(models.items()))
         tmp = models_dir / ".manifest.embedder.tmp"

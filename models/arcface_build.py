@@ -1,0 +1,194 @@
+"""What the builds of the ArcFace-aligned recognisers share (MobileFace, MobileFaceNet).
+
+* calibration chips: the pinned test faces (``.cache/testdata``, never the
+  evaluation set) found by the firmware's BlazeFace detector and cut by the
+  firmware's own ArcFace 112x112 aligner, then augmented (mirror, shift,
+  scale, rotation, brightness and contrast);
+* float32 and full-integer int8 conversion of a ``tf.function`` taking one
+  normalised 112x112x3 chip (int8 input and output; weights per channel);
+* the operator list of a file, checked against the Edge TPU's mappable ops;
+* CPU latency (ai-edge-litert, one and two threads) and the manifest entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Coral's "supported operations" table (ops the Edge TPU compiler can map), for
+# the ops a recogniser uses; QUANTIZE/DEQUANTIZE only appear at a float boundary.
+EDGETPU_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED", "L2_NORMALIZATION", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL",
+    "PAD", "PRELU", "QUANTIZE", "RELU", "RELU6", "RESHAPE", "SQUEEZE", "SUB",
+})
+CHIP = 112
+# (x - 127.5) / 128: the normalisation both families were trained with, applied by the
+# firmware (manifest ``chip_input``) so that the graphs start at their first convolution.
+CHIP_INPUT: dict[str, Any] = {"channel_order": "RGB", "mean": [127.5, 127.5, 127.5],
+                              "scale": 0.0078125}
+RUNTIME = "ai-edge-litert 2.3, XNNPACK, build machine (2 shared x86 cores)"
+
+
+def normalise(chips: np.ndarray) -> np.ndarray:
+    """uint8 RGB chips -> the float input the graphs take (as the firmware's ChipInput does)."""
+    mean = np.asarray(CHIP_INPUT["mean"], np.float32)
+    return ((chips.astype(np.float32) - mean) * np.float32(CHIP_INPUT["scale"])).astype(np.float32)
+
+
+def arcface_faces(testdata: Path, models_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(image, RGB, 2x3 affine to the ArcFace chip) for each calibration face."""
+    from build_embedder import face_chips
+
+    from edge.perception.align import ARCFACE_112, TemplateAligner
+
+    aligner = TemplateAligner(template=ARCFACE_112)
+    return face_chips(testdata, models_dir, transform=aligner.transform)
+
+
+def calibration_chips(testdata: Path, models_dir: Path, per_weight: int = 10,
+                      seed: int = 0) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Augmented aligned chips (uint8) and how many faces each image gave."""
+    from build_embedder import CALIBRATION_IMAGES, augmented_chips
+
+    faces = arcface_faces(testdata, models_dir)
+    per_image = {n: sum(1 for f in faces if f[0] == n) for n, _ in CALIBRATION_IMAGES}
+    chips = list(augmented_chips(faces, seed=seed, size=CHIP, per_weight=per_weight))
+    # The mirror image of every chip too: a face and its mirror are equally likely.
+    chips += [c[:, ::-1].copy() for c in chips[:: 2]]
+    return chips, per_image
+
+
+def face_set(testdata: Path, models_dir: Path) -> np.ndarray:
+    """Unaugmented aligned chips (uint8) of every calibration face."""
+    import cv2
+
+    faces = arcface_faces(testdata, models_dir)
+    chips = [cv2.warpAffine(rgb, m, (CHIP, CHIP), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT) for _, rgb, m in faces]
+    return np.stack(chips)
+
+
+def convert(fn: Any, calibration: list[np.ndarray] | None) -> bytes:
+    """float32 TFLite, or full int8 (int8 I/O, per-channel weights) calibrated on uint8 chips."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    if calibration is not None:
+        def representative() -> Iterator[list[np.ndarray]]:
+            for chip in calibration:
+                yield [normalise(chip[None])]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    data: bytes = conv.convert()
+    return data
+
+
+def op_list(path: Path) -> list[str]:
+    """Sorted distinct operator names of a TFLite file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    return sorted({d["op_name"] for d in it._get_ops_details()})
+
+
+def check_edgetpu_ops(path: Path) -> list[str]:
+    ops = op_list(path)
+    foreign = [o for o in ops if o not in EDGETPU_OPS]
+    if foreign:
+        raise SystemExit(f"{path.name}: ops the Edge TPU cannot map: {foreign}")
+    return ops
+
+
+def run(path: Path, chips: np.ndarray) -> np.ndarray:
+    from edge.perception.runtime import open_file
+
+    out: np.ndarray = open_file(path).run(normalise(chips))[0]
+    return out
+
+
+def latency(path: Path, n: int = 100) -> dict[str, float]:
+    """Mean ms of one chip after warm-up, one and two threads."""
+    from edge.perception.runtime import open_file
+
+    out = {}
+    for threads in (1, 2):
+        model = open_file(path, num_threads=threads)
+        x = np.zeros(model.input_shape, np.float32)
+        for _ in range(5):
+            model.run(x)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            model.run(x)
+        out[f"mean_{threads}_thread{'s' if threads > 1 else ''}"] = round(
+            (time.perf_counter() - t0) / n * 1e3, 2)
+    return out
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    out: np.ndarray = np.sum(a * b, axis=-1)
+    return out
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_pair(
+    *, family: str, models_dir: Path, fp32: Path, int8: Path, common: Mapping[str, Any],
+    int8_quantization: str, extra: Callable[[str], Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Manifest entries of one family (float32 + int8), measured here, written atomically."""
+    from build_embedder import io_spec, write_manifest
+
+    from edge.perception.align import arcface_template_json
+
+    speed = {"float32": latency(fp32), "int8": latency(int8)}
+    preferred = min(speed, key=lambda v: speed[v]["mean_2_threads"])
+    entries: dict[str, dict[str, Any]] = {}
+    for path, variant, quant in ((fp32, "float32", "none"), (int8, "int8", int8_quantization)):
+        inputs, outputs = io_spec(path)
+        entry: dict[str, Any] = {
+            "file": path.name, "sha256": sha256(path), "role": "embedder", "family": family,
+            "variant": variant, "inputs": inputs, "outputs": outputs, "quantization": quant,
+            **common,
+            "alignment_template": arcface_template_json(), "chip_input": dict(CHIP_INPUT),
+            "ops": op_list(path),
+            "cpu_preferred": variant == preferred,
+            "cpu_latency_ms": {**speed[variant], "runtime": RUNTIME},
+        }
+        if variant == "int8":
+            entry["edgetpu_file"] = path.stem + "_edgetpu.tflite"
+        if extra is not None:
+            entry.update(extra(variant))
+        entries[path.stem] = entry
+    write_manifest(models_dir, entries, family)
+    return entries
+
+
+__all__ = [
+    "CHIP",
+    "CHIP_INPUT",
+    "EDGETPU_OPS",
+    "calibration_chips",
+    "check_edgetpu_ops",
+    "convert",
+    "cosine",
+    "face_set",
+    "latency",
+    "normalise",
+    "op_list",
+    "run",
+    "write_pair",
+]
