@@ -2,11 +2,11 @@
 """``make models``: rebuild every model file and its manifest entry from pinned sources.
 
 Runs in the build venv (TensorFlow, ai-edge-quantizer; never on the device):
-first the BlazeFace detectors, then the dlib embedder. The model card
-(``model_cards`` in the manifest) describes these files: rebuild it with
-``make eval`` after a rebuild (tests/test_governance.py fails until then). The
-dlib-dependent steps
-(alignment template fit, reference descriptors) are separate and run by hand,
+first the BlazeFace detectors, then the dlib embedder and landmark model. The
+model card (``model_cards`` in the manifest) describes these files: rebuild it
+with ``make eval`` after a rebuild (tests/test_governance.py fails until then).
+The dlib-dependent steps (alignment template fit, reference descriptors,
+reference landmarks) are separate and run by hand,
 since dlib takes 10-20 minutes to compile; their outputs are committed.
 """
 
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
          "--out", str(args.out)],
         [sys.executable, str(HERE / "build_embedder.py"), "--sources", str(args.sources),
          "--testdata", str(args.testdata), "--out", str(args.out)],
+        # dlib's 5-point landmark model as numpy arrays (no TensorFlow, no dlib).
+        [sys.executable, str(HERE / "build_landmarks.py"), "--sources", str(args.sources),
+         "--out", str(args.out)],
     ]
     for cmd in steps:
         print("+", " ".join(cmd), flush=True)

@@ -251,7 +251,7 @@ def test_tampered_model_fails_the_models_check(tmp_path: Path) -> None:
     copy = tmp_path / "models"
     copy.mkdir()
     for f in MODELS.iterdir():
-        if f.suffix in (".json", ".tflite"):
+        if f.suffix in (".json", ".tflite", ".npz"):
             (copy / f.name).write_bytes(f.read_bytes())
     assert selftest.check_models(copy).ok
     victim = next(copy.glob("blazeface_short_range_fp16.tflite"))

@@ -35,7 +35,7 @@ f 0644 "$SRC/deploy/systemd/edge.sysusers" opt/edge/deploy/systemd/edge.sysusers
 f 0644 "$SRC/deploy/udev/99-edge-coral.rules" opt/edge/deploy/udev/99-edge-coral.rules
 f 0644 "$SRC/deploy/config/edge.toml.example" opt/edge/deploy/config/edge.toml.example
 d usr/share/edge/models
-for m in "$SRC"/models/manifest.json "$SRC"/models/*.tflite "$SRC"/models/*.md; do
+for m in "$SRC"/models/manifest.json "$SRC"/models/*.tflite "$SRC"/models/*.npz "$SRC"/models/*.md; do
   [ -f "$m" ] && f 0644 "$m" "usr/share/edge/models/$(basename "$m")"
 done
 f 0644 "$SRC/deploy/systemd/edge.service" lib/systemd/system/edge.service

@@ -119,9 +119,12 @@ class FaceAnalyzer:
         detector_family: str = "blazeface_full_range",
         delegate_loader: DelegateLoader = default_delegate_loader,
         num_threads: int = 2,
+        aligner: str | None = None,
     ) -> FaceAnalyzer:
         """Detector and recogniser ``family`` from the manifest; ``variant`` ("float" or
-        "int8") pins both. The aligner is the one the recogniser's entry names."""
+        "int8") pins both. The aligner is the one the recogniser's entry names, unless
+        ``aligner`` names one of ``edge.perception.align5.ALIGNERS``."""
+        from edge.perception.align5 import make_aligner
         from edge.perception.detector import BlazeFaceDetector
 
         detector = BlazeFaceDetector.from_models_dir(
@@ -130,7 +133,8 @@ class FaceAnalyzer:
         chips = ChipEmbedder.from_models_dir(
             models_dir, variant, family=family, delegate_loader=delegate_loader,
             num_threads=num_threads)
-        return cls(detector, chips.embedder, chips.aligner)
+        chosen = chips.aligner if aligner is None else make_aligner(aligner, models_dir)
+        return cls(detector, chips.embedder, chosen)
 
     def detect(self, image: RGBImage) -> list[Detection]:
         if not self.close_up_retry:

@@ -21,7 +21,7 @@ from edge.errors import ModelError, ModelHashError, ModelMissingError
 SCHEMA = "edge.models/1"
 MANIFEST_NAME = "manifest.json"
 SYSTEM_MODELS_DIR = Path("/usr/share/edge/models")
-ROLES = ("detector", "embedder")
+ROLES = ("detector", "embedder", "landmarks")
 VARIANTS = ("float32", "fp16", "int8")
 # The recogniser family used when nothing names another (config ``models.embedder``,
 # ``--embedder``); the lead decides when it changes.
