@@ -17,7 +17,7 @@ from edge.fsutil import atomic_write
 from edge.perception.manifest import load_manifest
 from evaluation import card as cardmod
 from evaluation import metrics as mt
-from evaluation.configs import TRAINING_DATA, Recogniser, available
+from evaluation.configs import Recogniser, available, training_data
 from evaluation.data import DATA_ENV, DATASET_NAME, ROOT, Dataset, default_data_dir, load_dataset
 from evaluation.degrade import BY_NAME, CONDITIONS
 from evaluation.extract import Detections, detect_all
@@ -41,6 +41,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--conditions", nargs="*", default=None, help="capture conditions (default all)")
     ap.add_argument("--condition-probes", type=int, default=Settings.condition_probes)
     ap.add_argument("--bootstrap", type=int, default=Settings.bootstrap)
+    ap.add_argument("--extra", action="store_true",
+                    help="also the landmark-alignment configurations (about doubles the run time)")
     ap.add_argument("--no-manifest", action="store_true", help="do not write models/manifest.json")
     return ap.parse_args(argv)
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     s = Settings(condition_probes=args.condition_probes, bootstrap=args.bootstrap, conditions=conds)
     ds = load_dataset(args.data or default_data_dir())
     manifest = load_manifest(args.models_dir)
-    recs = sorted(available(manifest, args.configs), key=lambda r: not r.today)
+    recs = available(manifest, args.configs, args.extra)
     if not recs:
         print("no configuration to measure", file=sys.stderr)
         return 2
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluated: dict[str, Any] = {
         "dataset": DATASET_NAME, "images": ds.images, "people": ds.people,
         "people_with_two_or_more": int((ds.counts() >= 2).sum()),
-        "command": "make eval", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "command": "make eval" + (" EVAL_ARGS=--extra" if args.extra else ""),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "detector": {"model_id": dets.detector_id, "sha256": dets.detector_sha},
         "no_face": int((~dets.found).sum()), "several_faces": int((dets.faces_found > 1).sum()),
         "bootstrap": s.bootstrap, "repeats": s.repeats, "condition_probes": int(subset.shape[0]),
@@ -133,12 +136,13 @@ class Session:
 
 def fuse_best_two(sess: Session, embedded: dict[str, tuple[Recogniser, dict[str, F32],
                                                           dict[str, dict[str, F32]]]]) -> None:
-    """Score-level fusion of the two new families with the highest float TAR at FMR 1e-5."""
+    """Score-level fusion of the two families with the highest float TAR at FMR 1e-5 (each with
+    the alignment the device runs for it)."""
     def tar5(cfg: dict[str, Any]) -> float:
         rows = cfg["variants"].get("float32", {}).get("verification", {}).get("tar_at_fmr", [])
         return next((float(r["tar"] or 0.0) for r in rows if r["fmr"] == 1e-5), 0.0)
 
-    new = sorted((c for c in sess.configs if not c["today"] and c["key"] in embedded), key=tar5, reverse=True)
+    new = sorted((c for c in sess.configs if c["device"] and c["key"] in embedded), key=tar5, reverse=True)
     if len(new) < 2:
         return
     ka, kb = new[0]["key"], new[1]["key"]
@@ -186,7 +190,8 @@ def describe(rec: Recogniser, manifest: Any) -> dict[str, Any]:
     return {"key": rec.key, "family": rec.family, "aligner": rec.aligner, "label": rec.label,
             "today": rec.today, "opt_in": rec.opt_in, "device": rec.device,
             "provenance": {"source": dict(fp.source), "licence": fp.licence,
-                           "training_data": TRAINING_DATA.get(rec.family, "not recorded")},
+                           "training_data": training_data(manifest, rec.family),
+                           "provenance": dict(fp.extra.get("provenance", {}))},
             "variants": {}}
 
 

@@ -242,7 +242,9 @@ def markdown(result: dict[str, Any]) -> str:
     for cfg in result["configs"]:
         out.append(f"- **{cfg['family']}** ({cfg['label']}){' - opt-in' if cfg['opt_in'] else ''}: "
                    f"source {json.dumps(cfg['provenance']['source'])}; licence: "
-                   f"{cfg['provenance']['licence']}; training data: {cfg['provenance']['training_data']}")
+                   f"{cfg['provenance']['licence']}; training data: {cfg['provenance']['training_data']}"
+                   + (f"; default-eligibility: {verdict}"
+                      if (verdict := cfg["provenance"].get("provenance", {}).get("verdict")) else ""))
     out += ["", "## Goals (issue 10; 500-person lists)", ""]
     out += goals(result)
     return "\n".join(out) + "\n"

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.perception.embedder import ManifestEmbedder
-from edge.perception.manifest import DEFAULT_EMBEDDER, Manifest
+from edge.perception.manifest import DEFAULT_EMBEDDER, Manifest, load_manifest
 from edge.perception.types import Embedder
 
 VARIANTS = ("float32", "int8")
@@ -30,10 +30,10 @@ RGB = npt.NDArray[np.uint8]
 Box = npt.NDArray[np.float32]  # x0, y0, x1, y1
 # Cuts one chip from an image given the detection's keypoints (6, 2) and box.
 ChipCutter = Callable[[RGB, npt.NDArray[np.float32], Box], RGB]
-AlignerFactory = Callable[[ManifestEmbedder], tuple[ChipCutter, str]]
+AlignerFactory = Callable[[ManifestEmbedder, Path], tuple[ChipCutter, str]]
 
 
-def manifest_aligner(embedder: ManifestEmbedder) -> tuple[ChipCutter, str]:
+def manifest_aligner(embedder: ManifestEmbedder, models_dir: Path) -> tuple[ChipCutter, str]:
     """The alignment the model's manifest entry names (what the device does); key includes its points."""
     aligner = embedder.aligner()
     tpl = aligner.chip_template.to_json()
@@ -45,8 +45,26 @@ def manifest_aligner(embedder: ManifestEmbedder) -> tuple[ChipCutter, str]:
     return cut, f"{tpl['name']}-{aligner.keypoint_set}-{digest}"
 
 
+def landmark_aligner(name: str) -> AlignerFactory:
+    """dlib's 5 landmarks (numpy port) placed from the BlazeFace keypoints, then the named chip."""
+    def make(embedder: ManifestEmbedder, models_dir: Path) -> tuple[ChipCutter, str]:
+        from edge.perception.align5 import make_aligner
+
+        aligner = make_aligner(name, models_dir)
+        sha = load_manifest(models_dir).get(LANDMARKS_MODEL).sha256
+
+        def cut(image: RGB, keypoints: npt.NDArray[np.float32], box: Box) -> RGB:
+            return aligner.align(image, keypoints)
+
+        return cut, f"{name}-{sha[:12]}"
+    return make
+
+
+LANDMARKS_MODEL = "dlib_landmarks5"
 ALIGNERS: dict[str, AlignerFactory] = {
     "manifest": manifest_aligner,
+    "dlib5": landmark_aligner("dlib5"),  # dlib's own 150 px chip
+    "dlib5_arcface": landmark_aligner("dlib5_arcface"),  # ArcFace 112 px chip
 }
 
 # What the manifest does not say about a family: its training data and their terms.
@@ -79,29 +97,46 @@ class Recogniser:
     def open(self, models_dir: Path, variant: str) -> tuple[Embedder, ChipCutter, str]:
         """The embedder of ``variant``, the chip cutter, and the cutter's cache key."""
         emb = ManifestEmbedder.from_models_dir(models_dir, variant, family=self.family, num_threads=2)
-        cut, key = ALIGNERS[self.aligner](emb)
+        cut, key = ALIGNERS[self.aligner](emb, models_dir)
         return emb, cut, f"{self.aligner}-{key}"
 
 
-# Configurations beyond "each family with its own alignment" (e.g. another landmark source).
-EXTRA: tuple[Recogniser, ...] = ()
+# Configurations beyond "each family with its own alignment": landmark alignment (``--extra``;
+# the numpy landmark model costs ~10 ms a face, so these double the run time).
+EXTRA: tuple[Recogniser, ...] = (
+    Recogniser("dlib_resnet_v1", "dlib5", "dlib ResNet v1, dlib 5-point landmark alignment", device=False),
+    Recogniser("mobileface_v2", "dlib5_arcface", "MobileFace V2, ArcFace 112 chip from dlib's 5 landmarks",
+               device=False),
+)
 
 
-def registry(manifest: Manifest) -> list[Recogniser]:
-    """Every embedder family of the manifest with its own alignment, then ``EXTRA``; today's first."""
+def registry(manifest: Manifest, extra: bool = False) -> list[Recogniser]:
+    """Every embedder family of the manifest with its own alignment (and ``EXTRA``); today's first."""
     families = sorted({e.family for e in manifest.models.values() if e.role == "embedder"})
     out = []
     for fam in families:
         entry = manifest.variant(fam, "float32")
+        prov = entry.extra.get("provenance")
+        eligible = prov.get("eligible_default", True) if isinstance(prov, dict) else True
         out.append(Recogniser(
             fam, "manifest", str(entry.extra.get("display_name", fam)),
-            today=fam == DEFAULT_EMBEDDER,
-            opt_in=bool(entry.extra.get("opt_in", False)),
+            today=fam == DEFAULT_EMBEDDER, opt_in=not eligible,
         ))
-    out += [r for r in EXTRA if r.family in families]
+    if extra and LANDMARKS_MODEL in manifest.models:
+        out += [r for r in EXTRA if r.family in families]
     return sorted(out, key=lambda r: (not r.today, r.key))
 
 
-def available(manifest: Manifest, wanted: list[str] | None = None) -> list[Recogniser]:
+def available(manifest: Manifest, wanted: list[str] | None = None, extra: bool = False
+              ) -> list[Recogniser]:
     """The configurations to measure (``wanted`` by key or family; all by default)."""
-    return [r for r in registry(manifest) if not wanted or r.key in wanted or r.family in wanted]
+    return [r for r in registry(manifest, extra) if not wanted or r.key in wanted or r.family in wanted]
+
+
+def training_data(manifest: Manifest, family: str) -> str:
+    """What the manifest (or, for older entries, ``TRAINING_DATA``) says of the training data."""
+    extra = manifest.variant(family, "float32").extra
+    if "training_data" in extra:
+        terms = extra.get("training_data_terms")
+        return f"{extra['training_data']}; terms: {terms}" if terms else str(extra["training_data"])
+    return TRAINING_DATA.get(family, "not recorded")

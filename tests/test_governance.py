@@ -36,7 +36,7 @@ def test_the_card_describes_the_files_the_device_runs(models_dir: Path,
         assert entry["sha256"] == manifest.variant(FAMILY, variant).sha256, stale
     detector = card["measured_with"]["detector"]
     assert manifest.get(detector["model_id"]).sha256 == detector["sha256"], stale
-    assert card["evaluated"]["command"] == "make eval"
+    assert card["evaluated"]["command"].startswith("make eval")
     assert 0 < card["threshold_floor"] <= card["threshold"] < 1
 
 
