@@ -43,6 +43,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--bootstrap", type=int, default=Settings.bootstrap)
     ap.add_argument("--extra", action="store_true",
                     help="also the landmark-alignment configurations (about doubles the run time)")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite CARD.md from the card.json in --out (no measuring)")
     ap.add_argument("--no-manifest", action="store_true", help="do not write models/manifest.json")
     return ap.parse_args(argv)
 
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     t0 = time.monotonic()
+    if args.render:
+        result = json.loads((args.out / "card.json").read_text("utf-8"))
+        atomic_write(args.out / "CARD.md", cardmod.markdown(result).encode(), mode=0o644)
+        return 0
     conds = tuple(CONDITIONS if not args.conditions
                   else [BY_NAME["clean"], *(BY_NAME[c] for c in args.conditions if c != "clean")])
     s = Settings(condition_probes=args.condition_probes, bootstrap=args.bootstrap, conditions=conds)

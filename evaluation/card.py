@@ -239,8 +239,12 @@ def markdown(result: dict[str, Any]) -> str:
     for cfg in result["configs"]:
         out += config_section(cfg)
     out += ["## Models", ""]
+    seen = set()
     for cfg in result["configs"]:
-        out.append(f"- **{cfg['family']}** ({cfg['label']}){' - opt-in' if cfg['opt_in'] else ''}: "
+        if cfg["family"] in seen or "fusion_of" in cfg["provenance"]["source"]:
+            continue  # one line per model; a fusion is its two families
+        seen.add(cfg["family"])
+        out.append(f"- **{cfg['family']}**{' (opt-in)' if cfg['opt_in'] else ''}: "
                    f"source {json.dumps(cfg['provenance']['source'])}; licence: "
                    f"{cfg['provenance']['licence']}; training data: {cfg['provenance']['training_data']}"
                    + (f"; default-eligibility: {verdict}"
@@ -373,4 +377,12 @@ def goals(result: dict[str, Any]) -> list[str]:
             cells.append(f"{pct(x)} {'met' if ok else 'not met'}")
         sign = "<=" if kind == "max" else ">="
         out.append(f"| {name} {sign} {pct(target, 0)} | " + " | ".join(cells) + " |")
+    best = max(rows, key=lambda r: r["tar5"] or 0.0)
+    met = [r["config"] for r in rows
+           if all(r[k] is not None and (r[k] <= t if kind == "max" else r[k] >= t) for _, k, t, kind in GOALS)]
+    out += ["", f"Best configuration measured (TAR at FMR 1e-5): {best['config']}: TAR {pct(best['tar4'])} / "
+            f"{pct(best['tar5'])} / {pct(best['tar6'])} at FMR 1e-4 / 1e-5 / 1e-6; 500-list FNIR "
+            f"{pct(best['fnir1'])} at FPIR 1% and {pct(best['fnir01'])} at 0.1%. "
+            + (f"Meeting every goal: {', '.join(met)}." if met else
+               "No configuration meets every goal; the models tried and their licences are listed above.")]
     return out

@@ -119,7 +119,7 @@ def registry(manifest: Manifest, extra: bool = False) -> list[Recogniser]:
         prov = entry.extra.get("provenance")
         eligible = prov.get("eligible_default", True) if isinstance(prov, dict) else True
         out.append(Recogniser(
-            fam, "manifest", str(entry.extra.get("display_name", fam)),
+            fam, "manifest", f"{fam}, with the alignment its manifest entry names",
             today=fam == DEFAULT_EMBEDDER, opt_in=not eligible,
         ))
     if extra and LANDMARKS_MODEL in manifest.models:
