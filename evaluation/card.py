@@ -378,8 +378,11 @@ def goals(result: dict[str, Any]) -> list[str]:
         sign = "<=" if kind == "max" else ">="
         out.append(f"| {name} {sign} {pct(target, 0)} | " + " | ".join(cells) + " |")
     best = max(rows, key=lambda r: r["tar5"] or 0.0)
-    met = [r["config"] for r in rows
-           if all(r[k] is not None and (r[k] <= t if kind == "max" else r[k] >= t) for _, k, t, kind in GOALS)]
+    def meets(r: dict[str, Any]) -> bool:
+        return all(r[k] is not None and (r[k] <= t if kind == "max" else r[k] >= t)
+                   for _, k, t, kind in GOALS)
+
+    met = [r["config"] for r in rows if meets(r)]
     out += ["", f"Best configuration measured (TAR at FMR 1e-5): {best['config']}: TAR {pct(best['tar4'])} / "
             f"{pct(best['tar5'])} / {pct(best['tar6'])} at FMR 1e-4 / 1e-5 / 1e-6; 500-list FNIR "
             f"{pct(best['fnir1'])} at FPIR 1% and {pct(best['fnir01'])} at 0.1%. "
