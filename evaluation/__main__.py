@@ -44,7 +44,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--extra", action="store_true",
                     help="also the landmark-alignment configurations (about doubles the run time)")
     ap.add_argument("--render", action="store_true",
-                    help="only rewrite CARD.md from the card.json in --out (no measuring)")
+                    help="only rewrite CARD.md and the manifest's cards from the card.json in --out")
     ap.add_argument("--no-manifest", action="store_true", help="do not write models/manifest.json")
     return ap.parse_args(argv)
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if args.render:
         result = json.loads((args.out / "card.json").read_text("utf-8"))
-        atomic_write(args.out / "CARD.md", cardmod.markdown(result).encode(), mode=0o644)
+        write_texts(args, result)
         return 0
     conds = tuple(CONDITIONS if not args.conditions
                   else [BY_NAME["clean"], *(BY_NAME[c] for c in args.conditions if c != "clean")])
@@ -205,6 +205,11 @@ def write_outputs(args: argparse.Namespace, result: dict[str, Any], curves: dict
     args.out.mkdir(parents=True, exist_ok=True)
     cardmod.det_plot(args.out / "det.png", curves)
     atomic_write(args.out / "card.json", (json.dumps(result, indent=1) + "\n").encode(), mode=0o644)
+    write_texts(args, result)
+
+
+def write_texts(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """CARD.md and the manifest's device-facing cards, both from the result tree."""
     atomic_write(args.out / "CARD.md", cardmod.markdown(result).encode(), mode=0o644)
     if not args.no_manifest:
         ev = result["evaluated"]

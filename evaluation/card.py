@@ -47,7 +47,7 @@ def write_device_cards(models_dir: Path, cards: dict[str, dict[str, Any]]) -> No
             old = block.get(family, {})
             carried = {k: old[k] for k in CARRIED_KEYS if k in old}
             block[family] = {**carried, **card}
-        atomic_write(path, (json.dumps(doc, indent=1) + "\n").encode(), mode=0o644)
+        atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o644)
 
 
 def device_card(cfg: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
