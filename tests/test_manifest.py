@@ -36,6 +36,37 @@ def test_detector_entries_are_complete(models_dir: Path) -> None:
             assert "anchors" in e.extra["decode"]
 
 
+EMBEDDER_FIELDS = {
+    "preprocessing", "alignment_template", "chip_input", "embedding_size", "source", "licence",
+    "training_data", "training_data_terms", "provenance", "build_command", "cpu_latency_ms",
+}
+
+
+def test_embedder_entries_carry_provenance(models_dir: Path) -> None:
+    """Each recogniser file says where it comes from and whether it may be the default."""
+    raw = json.loads((models_dir / "manifest.json").read_text())["models"]
+    manifest = load_manifest(models_dir)
+    families = {e.family for e in manifest.models.values() if e.role == "embedder"}
+    assert {"dlib_resnet_v1", "mobileface_v2", "mobilefacenet_expo", "faceplugin_fr"} <= families
+    for family in families:
+        entries = manifest.family(family)
+        assert {e.variant for e in entries} == {"float32", "int8"}, family
+        assert sum(e.cpu_preferred for e in entries) == 1, family
+        verdicts = set()
+        for e in entries:
+            missing = EMBEDDER_FIELDS - set(raw[e.model_id])
+            assert not missing, (e.model_id, missing)
+            assert sha256_file(models_dir / e.file) == e.sha256, e.file
+            assert e.quantization and e.build_command and e.licence
+            terms = e.extra["training_data_terms"]
+            assert isinstance(terms, str) or terms["quote"], e.model_id
+            verdicts.add(e.extra["provenance"]["eligible_default"])
+        assert len(verdicts) == 1, family  # one verdict per family, whatever the variant
+    eligible = {f for f in families
+                if manifest.variant(f, "float32").extra["provenance"]["eligible_default"]}
+    assert eligible == {"dlib_resnet_v1", "mobileface_v2"}
+
+
 def _copy(models_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "models"
     dst.mkdir()
