@@ -28,7 +28,7 @@ def test_each_configuration_cuts_chips_its_embedder_takes(models_dir: Path) -> N
     image[60:190, 70:180] = 160
     kp = np.array([[100, 110], [150, 110], [125, 140], [125, 165], [80, 120], [170, 120]], np.float32)
     box = np.array([70, 60, 180, 190], np.float32)
-    keys = set()
+    keys: dict[str, set[str]] = {}
     for rec in registry(manifest, extra=True):
         for variant in rec.variants(manifest):
             embedder, cut, key = rec.open(models_dir, variant)
@@ -36,6 +36,8 @@ def test_each_configuration_cuts_chips_its_embedder_takes(models_dir: Path) -> N
             out = embedder.embed(chip[None])
             assert out.shape == (1, embedder.dim)
             assert abs(float(np.linalg.norm(out)) - 1.0) < 1e-4
-            keys.add(key)
-    # One cache key per alignment: variants share chips, configurations do not.
-    assert len(keys) == len({r.key for r in registry(manifest, extra=True)})
+            keys.setdefault(rec.key, set()).add(key)
+    # Chips are cached per alignment: a configuration's variants share them, other alignments do not.
+    assert all(len(k) == 1 for k in keys.values())
+    by_aligner = {next(iter(k)) for name, k in keys.items() if not name.endswith("+manifest")}
+    assert len(by_aligner) == len([n for n in keys if not n.endswith("+manifest")])
