@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluated: dict[str, Any] = {
         "dataset": DATASET_NAME, "images": ds.images, "people": ds.people,
         "people_with_two_or_more": int((ds.counts() >= 2).sum()),
-        "command": "make eval" + (" EVAL_ARGS=--extra" if args.extra else ""),
+        "command": "make eval" + command_args(args),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "detector": {"model_id": dets.detector_id, "sha256": dets.detector_sha},
         "no_face": int((~dets.found).sum()), "several_faces": int((dets.faces_found > 1).sum()),
@@ -172,6 +172,12 @@ def fuse_best_two(sess: Session, embedded: dict[str, tuple[Recogniser, dict[str,
                           "licence": "see each family", "training_data": "see each family"},
            "variants": {}}
     sess.measure(cfg, files, full, per_cond, None, today=False)
+
+
+def command_args(args: argparse.Namespace) -> str:
+    """The EVAL_ARGS that change what is measured, as the card records the command."""
+    parts = (["--extra"] if args.extra else []) + (["--configs", *args.configs] if args.configs else [])
+    return f" EVAL_ARGS='{' '.join(parts)}'" if parts else ""
 
 
 def shipped_threshold(models_dir: Path, recs: list[Recogniser]) -> dict[str, float]:
