@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.authority.enrol import template_for
 from edge.errors import EnrolmentError
 from edge.perception.analyzer import FaceAnalyzer
 from edge.perception.cli import load_image
 from edge.perception.pick import main_index, rival_index
 from edge.perception.types import Detection, RGBImage
-from edge.watchlist.enrol import template_for
 
 
 def _det(x0: float, y0: float, w: float) -> Detection:
