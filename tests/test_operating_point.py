@@ -94,7 +94,7 @@ def test_too_few_listed_people_found_is_refused_with_the_figures(weak: Operating
 
 
 def test_fnir_comes_from_the_nearest_measured_list_at_least_as_large(strong: OperatingCard) -> None:
-    assert operating_point(strong, people=50, templates=50).fnir_list_size == 100
+    assert operating_point(strong, people=50, templates=50, budget_per_10k=1).fnir_list_size == 100
     assert operating_point(strong, people=500, templates=500, budget_per_10k=10).fnir_list_size == 1000
     assert operating_point(strong, people=3000, templates=3000, budget_per_10k=10).fnir_list_size == 1000
 

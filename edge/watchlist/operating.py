@@ -33,9 +33,10 @@ from typing import Any
 
 from edge.errors import ModelError, OperatingPointError
 
-# What a deployment gets when its order does not say (one place for both).
-DEFAULT_BUDGET_PER_10K = 1.0
-DEFAULT_MIN_FOUND = 0.5
+# The least share of listed people found is the authority's to set in the order; without
+# one nothing is refused on that ground, and the predicted share is still shown. (The
+# budget's default is the false-alert monitor's, ``edge.accountability.monitor.DEFAULT_BUDGET``.)
+DEFAULT_MIN_FOUND = 0.0
 PER = 10_000
 
 
@@ -196,7 +197,7 @@ def operating_point(
     *,
     people: int,
     templates: int,
-    budget_per_10k: float | None = None,
+    budget_per_10k: float,
     min_found: float | None = None,
 ) -> OperatingPoint:
     """The lowest threshold whose predicted false alerts stay within the budget.
@@ -205,7 +206,7 @@ def operating_point(
     card cannot show for this many templates, and a combination that would find
     fewer listed people than ``min_found``.
     """
-    budget = DEFAULT_BUDGET_PER_10K if budget_per_10k is None else float(budget_per_10k)
+    budget = float(budget_per_10k)
     floor_found = DEFAULT_MIN_FOUND if min_found is None else float(min_found)
     if people < 1 or templates < people:
         raise OperatingPointError(f"a bundle of {people} people and {templates} templates cannot be matched")
@@ -248,7 +249,6 @@ def _fpir(fmr: float, templates: int) -> float:
 
 
 __all__ = [
-    "DEFAULT_BUDGET_PER_10K",
     "DEFAULT_MIN_FOUND",
     "Curve",
     "OneToMany",
