@@ -8,11 +8,14 @@ against searches it has never seen.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge.errors import ModelError, OperatingPointError
+from edge.perception.manifest import DEFAULT_EMBEDDER, load_manifest
+from edge.watchlist.model import embedder_floor, recogniser
 from edge.watchlist.operating import Curve, OperatingCard, operating_point
 
 IMPOSTORS = 24_000_000  # as many cross-person pairs as half of LFW gives
@@ -122,3 +125,19 @@ def test_interpolation_between_rows() -> None:
     c = Curve.parse([[0.0, 1.0], [1.0, 0.0]], "fnir")
     assert c.at(0.25) == pytest.approx(0.75)
     assert c.at(-1) == 1.0 and c.at(2) == 0.0
+
+
+def test_the_shipped_card_gives_each_list_size_its_own_threshold(models_dir: Path) -> None:
+    """The must-show on the card ``make eval`` wrote: 50 and 5,000 people under one budget."""
+    manifest = load_manifest(models_dir)
+    rec = recogniser(manifest, DEFAULT_EMBEDDER, "float32")
+    small = operating_point(rec.card, people=50, templates=50, budget_per_10k=10)
+    large = operating_point(rec.card, people=5000, templates=5000, budget_per_10k=10)
+    assert large.threshold > small.threshold
+    assert large.predicted_fnir > small.predicted_fnir
+    assert min(small.threshold, large.threshold) >= embedder_floor(manifest)
+    with pytest.raises(OperatingPointError) as err:  # beyond what 24 M cross-person pairs can show
+        operating_point(rec.card, people=5000, templates=5000, budget_per_10k=0.01)
+    assert "predicts" in str(err.value) and "false alerts per 10,000 at best" in str(err.value)
+    with pytest.raises(OperatingPointError, match="of listed people found"):
+        operating_point(rec.card, people=5000, templates=5000, budget_per_10k=10, min_found=0.9)
