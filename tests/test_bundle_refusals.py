@@ -111,7 +111,12 @@ CASES: dict[str, tuple[Callable[[World], Attempt], type[SignedDocumentError]]] =
     "another fleet": (lambda w: Attempt(w.bundle(fleet_id="harbour")), WrongFleetError),
     "empty target list": (lambda w: Attempt(w.bundle(recipients={})), NoTargetError),
     "another model hash": (
-        lambda w: Attempt(w.bundle(model=ModelRef(MODEL.id, "cd" * 32))), WrongModelError),
+        lambda w: Attempt(w.bundle(model=ModelRef(MODEL.id, "cd" * 32, MODEL.dim))), WrongModelError),
+    "another model family": (
+        lambda w: Attempt(w.bundle(model=ModelRef("mobileface_v2", MODEL.sha256, MODEL.dim))),
+        WrongModelError),
+    "another embedding size": (
+        lambda w: Attempt(w.bundle(model=ModelRef(MODEL.id, MODEL.sha256, 256))), WrongModelError),
     "threshold below floor": (lambda w: Attempt(w.bundle(threshold=FLOOR - 0.01)),
                               ThresholdFloorError),
     "entry without authority_ref": (

@@ -26,6 +26,7 @@ ORDER = DeploymentOrder(
     authorising_ref="AUTH/2026/77", dpia_ref="DPIA-19", equality_impact_ref="EIA-4",
     rights_impact_ref="HRA-8", public_notice_ref="https://example.org/notice/41",
     public_contact="lfr@example.org", false_alert_budget=3, require_two_verifiers=True,
+    min_found=0.75, recogniser="dlib_resnet_v1",
 )
 
 
@@ -58,7 +59,8 @@ def test_order_refusals() -> None:
         verify_order(bytes(data), w.trust(), FLEET)
     changes: tuple[dict[str, object], ...] = (
         {"dpia_ref": None}, {"retention_days": 90}, {"camera_ids": []},
-        {"valid_until": canonical.format_time(T0)},
+        {"valid_until": canonical.format_time(T0)}, {"min_found": 1.5}, {"min_found": "most"},
+        {"recogniser": ""},
     )
     for change in changes:
         doc = ORDER.to_json() | change

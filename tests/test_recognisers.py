@@ -42,7 +42,7 @@ def analyzer(request: pytest.FixtureRequest, models_dir: Path) -> FaceAnalyzer:
 def test_same_person_scores_above_different_people(analyzer: FaceAnalyzer,
                                                    testdata: Path) -> None:
     def best(name: str) -> np.ndarray:
-        face = analyzer.best_face(load_image(testdata / name))
+        face = analyzer.main_face(load_image(testdata / name))
         assert face is not None and face.embedding is not None, name
         return face.embedding
 

@@ -79,11 +79,11 @@ def world() -> tuple[World, Matcher]:
     return w, Matcher.from_bundle(vb, w.now())
 
 
-def recognizer(embedder: FakeEmbedder) -> Recognizer:
+def recognizer(embedder: FakeEmbedder, min_width: float = 0.0) -> Recognizer:
     return Recognizer(RecognizerParts(
         finder=FakeFinder(), aligner=FakeAligner(), embedder=embedder,
         quality=lambda _img, _det, _chip: 0.9,
-        tracker=IoUTracker(), selector=FaceSelector(), decider=TrackDecider(),
+        tracker=IoUTracker(), selector=FaceSelector(), decider=TrackDecider(), min_width=min_width,
     ))
 
 
@@ -162,3 +162,19 @@ def test_idle_frames_look_at_nothing_and_end_tracks(world: tuple[World, Matcher]
     assert rec.p.tracker.tracks == []
     assert rec.counters.frames == 10 and rec.counters.frames_gated == 5
     assert rec.counters.detections == 5
+
+
+def test_a_face_under_the_reliable_width_is_counted_and_not_matched(world: tuple[World, Matcher]) -> None:
+    """The walking faces are 48 px wide: a card whose reliable width is 49 px matches none of them."""
+    w, matcher = world
+    frames = walk(w, 40, {WANTED: 10})
+    for min_width, decided in ((48.0, 1), (49.0, 0)):
+        emb = FakeEmbedder(embeddings(matcher))
+        rec = recognizer(emb, min_width=min_width)
+        rec.set_matcher(matcher)
+        assert sum(len(rec.process(f)) for f in frames) == decided
+        c = rec.counters
+        if decided:
+            assert c.too_small == 0 and c.embeddings > 0
+        else:
+            assert c.too_small > 30 and c.embeddings == 0 and emb.calls == 0 and c.matches == 0

@@ -106,7 +106,8 @@ def test_report_json_adds_up_and_names_the_audit_head(tmp_path: Path, testdata: 
     assert d["active_seconds_counted"] == 105 * 60 + 60
     assert d["audit"]["evidence_deleted_after_review"] == 1
     assert d["audit"]["evidence_purged_at_retention"] == 4
-    assert d["watchlist"] == {"bundles_loaded": 1, "largest_entry_count": 2, "thresholds": [0.94]}
+    assert d["watchlist"] == {"bundles_loaded": 1, "largest_entry_count": 2, "thresholds": [0.94],
+                              "predicted": []}
 
 
 def test_report_markdown_reads_like_a_publishable_account(tmp_path: Path, testdata: Path,

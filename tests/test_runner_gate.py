@@ -82,11 +82,17 @@ class FakeCapture:
             yield f
 
 
+class FakeRecogniser:
+    def to_json(self) -> dict[str, object]:
+        return {"family": "dlib_resnet_v1", "eligible_default": True}
+
+
 @dataclass
 class FakeWatch:
     """The active watchlist as the runner asks it; the order's verdict is set by the test."""
 
     verdict: tuple[bool, str] = (False, "no valid deployment order (missing)")
+    recogniser: FakeRecogniser = field(default_factory=FakeRecogniser)
 
     def purge_if_ended(self, _now: datetime) -> None:
         return None
@@ -126,7 +132,7 @@ class FakeDevice:
     recognizer: FakeRecognizer = field(default_factory=FakeRecognizer)
     capture: Any = field(default_factory=lambda: FakeCapture([]))
     audit: FakeAudit = field(default_factory=FakeAudit)
-    model: ModelRef = field(default_factory=lambda: ModelRef("dlib_resnet_v1", "ab" * 32))
+    model: ModelRef = field(default_factory=lambda: ModelRef("dlib_resnet_v1", "ab" * 32, 128))
     detector_id: str = "blazeface"
     embedder_id: str = "dlib"
     backend: str = "detector:cpu/embedder:cpu"

@@ -26,7 +26,7 @@ def analyzer(request: pytest.FixtureRequest, models_dir: Path) -> FaceAnalyzer:
 
 def test_obama_scores_above_every_impostor(analyzer: FaceAnalyzer, testdata: Path) -> None:
     def best(name: str) -> np.ndarray:
-        face = analyzer.best_face(load_image(testdata / name))
+        face = analyzer.main_face(load_image(testdata / name))
         assert face is not None and face.embedding is not None, name
         return face.embedding
 
@@ -54,7 +54,7 @@ def test_faces_carry_quality_and_unit_embeddings(analyzer: FaceAnalyzer, testdat
     assert 0.5 < a.face.quality <= 1.0
     assert a.quality == assess(a.face.detection, a.chip)
     assert analyzer.analyze(load_image(testdata / "brick.png")) == []
-    assert analyzer.best_face(load_image(testdata / "brick.png")) is None
+    assert analyzer.main_face(load_image(testdata / "brick.png")) is None
 
 
 def test_embed_cli_json(testdata: Path, models_dir: Path,

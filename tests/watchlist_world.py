@@ -22,7 +22,7 @@ from edge.watchlist.envelope import Envelope
 from edge.watchlist.trust import TrustRoot, load_pinned
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-MODEL = ModelRef("dlib_resnet_v1", "ab" * 32)
+MODEL = ModelRef("dlib_resnet_v1", "ab" * 32, 128)
 FLOOR = 0.90
 FLEET = "boulevard"
 

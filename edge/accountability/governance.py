@@ -1,11 +1,12 @@
 """Threshold governance: the model card's floor, and the one check every threshold passes.
 
 ``models/manifest.json`` carries a top-level ``model_cards`` block keyed by
-embedding family (written by ``models/model_card.py``)::
+embedding family (measured by ``make eval``, see ``evaluation/``)::
 
     "model_cards": {"dlib_resnet_v1": {"threshold": 0.94, "threshold_floor": 0.93,
-                                       "false_match_rate": ..., "true_match_rate": ...,
-                                       "gallery_size": ..., "dataset": {...}, ...}}
+                                       "operating": {"float32": {"fmr": ..., "fnmr": ...,
+                                                                 "one_to_many": [...]}, ...},
+                                       "reliable_width_px": ..., "evaluated": {...}, ...}}
 
 The manifest is parsed once (``edge.perception.manifest``) and keeps the cards.
 The floor is the lowest match threshold any configuration or bundle may set on a
@@ -30,7 +31,7 @@ def model_card(manifest: Manifest, family: str) -> Mapping[str, Any]:
     card = manifest.cards.get(family)
     if card is None:
         raise ModelMissingError(f"the model manifest has no model card for '{family}';"
-                                " run `python models/model_card.py` to measure one")
+                                " run `make eval` to measure one")
     return card
 
 

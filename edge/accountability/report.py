@@ -120,7 +120,14 @@ def _deployment(dep: Deployment, recs: list[dict[str, Any]], periods: list[tuple
         "watchlist": {"bundles_loaded": len(bundles),
                       "largest_entry_count": max((int(b.get("entry_count", 0)) for b in bundles),
                                                  default=None),
-                      "thresholds": sorted({float(b["threshold"]) for b in bundles if "threshold" in b})},
+                      "thresholds": sorted({float(b["threshold"]) for b in bundles if "threshold" in b}),
+                      # What the model card predicted at each loaded bundle's threshold.
+                      "predicted": [{"threshold": b.get("threshold"),
+                                     "false_alerts_per_10000_faces": b.get("predicted_false_alerts_per_10k"),
+                                     "listed_people_found": b.get("predicted_found"),
+                                     "refused": b.get("refused")}
+                                    for b in bundles
+                                    if b.get("predicted_found") is not None or b.get("refused")]},
         "audit": {
             "alerts": sum(1 for r in window if r.get("kind") == "alert"),
             "adjudications": sum(1 for r in after if r.get("kind") == "adjudication"),
@@ -202,6 +209,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         wl = d["watchlist"]
         out.append(_row("Watchlist size (entries)", c["watchlist_size"] or wl["largest_entry_count"]))
         out.append(_row("Match threshold(s)", ", ".join(f"{t:g}" for t in wl["thresholds"])))
+        for p in wl["predicted"]:
+            out.append(_row(f"Model card's prediction at {p['threshold']:g}",
+                            p["refused"] or f"{p['false_alerts_per_10000_faces']:.3g} false alerts "
+                            f"per 10,000 faces, {p['listed_people_found']:.0%} of listed people found"))
         out.append(_row("Faces processed", f"{c['faces_processed']:,}"))
         out.append(_row("Alerts", f"{c['alerts']:,}"))
         out.append(_row("Confirmed by review", c["confirmed"]))

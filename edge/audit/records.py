@@ -131,7 +131,10 @@ def order_expired(sink: AuditSink, now: datetime, *, order_id: str, not_after: d
 
 def bundle_loaded(sink: AuditSink, now: datetime, *, bundle_id: str, version: int, sha256: str,
                   signer_key_ids: Sequence[str], entry_count: int, threshold: float, model_id: str,
-                  expires_at: datetime) -> dict[str, Any]:
+                  expires_at: datetime, predicted_false_alerts_per_10k: float | None = None,
+                  predicted_found: float | None = None, refused: str | None = None) -> dict[str, Any]:
+    """``threshold`` is the effective one; the predictions are the model card's for it
+    (``edge.watchlist.operating``); ``refused`` says why the card keeps recognition off."""
     return sink.append("bundle_loaded", {
         "bundle_id": _token("bundle_id", bundle_id),
         "version": _count("version", version),
@@ -141,6 +144,10 @@ def bundle_loaded(sink: AuditSink, now: datetime, *, bundle_id: str, version: in
         "threshold": _number("threshold", threshold),
         "model_id": _token("model_id", model_id),
         "expires_at": iso_ts(expires_at),
+        "predicted_false_alerts_per_10k": None if predicted_false_alerts_per_10k is None
+        else _number("predicted_false_alerts_per_10k", predicted_false_alerts_per_10k),
+        "predicted_found": None if predicted_found is None else _number("predicted_found", predicted_found),
+        "refused": None if refused is None else _reason(refused),
     }, now)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.watchlist import canonical
-from edge.watchlist.bundle import ENCRYPTION, TEMPLATE_DIM, TEMPLATE_DTYPE, Caps, ModelRef, Templates
+from edge.watchlist.bundle import ENCRYPTION, TEMPLATE_DTYPE, Caps, ModelRef, Templates
 from edge.watchlist.envelope import BUNDLE_TYPE, TRUST_TYPE, Envelope, key_id_bytes
 
 
@@ -54,8 +54,8 @@ class EntrySpec:
 
 
 def normalise(templates: npt.ArrayLike) -> Templates:
-    """(N, 128) float32 rows scaled to unit length."""
-    t = np.asarray(templates, dtype=np.float32).reshape(-1, TEMPLATE_DIM)
+    """(N, D) float32 rows scaled to unit length."""
+    t = np.atleast_2d(np.asarray(templates, dtype=np.float32))
     norms = np.linalg.norm(t, axis=1, keepdims=True)
     out: Templates = (t / np.maximum(norms, 1e-12)).astype(np.float32)
     return out
@@ -116,7 +116,7 @@ def build_bundle(
         },
         "entry_count": len(entries),
         "template_count": n_templates,
-        "template_dim": TEMPLATE_DIM,
+        "template_dim": model.dim,
         "template_dtype": TEMPLATE_DTYPE,
         "encryption": ENCRYPTION,
         "sealed_keys": {

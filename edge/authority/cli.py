@@ -147,14 +147,15 @@ def _bundle_build(args: argparse.Namespace) -> int:
     from edge.fsutil import atomic_write
     from edge.perception.analyzer import FaceAnalyzer
     from edge.perception.manifest import load_manifest
-    from edge.watchlist.model import embedder_floor, embedder_ref
+    from edge.watchlist.model import embedder_floor, embedder_ref, reliable_width
 
     now = _now(args)
     manifest = load_manifest(args.models_dir)
     check_threshold(args.threshold, embedder_floor(manifest, args.embedder), "--threshold")
     rows = read_rows(args.csv, now)
     analyzer = FaceAnalyzer.from_models_dir(args.models_dir, family=args.embedder)
-    entries, rejected = build_entries(rows, args.images, analyzer, args.min_quality)
+    entries, rejected = build_entries(rows, args.images, analyzer, args.min_quality,
+                                      reliable_width(manifest, args.embedder))
     for r in rejected:
         print(f"rejected {r.image} ({r.subject_ref}): {r.reason}", file=sys.stderr)
     if rejected and not args.skip_rejected:

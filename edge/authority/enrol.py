@@ -2,8 +2,10 @@
 
 The templates come from the device's own pipeline (``FaceAnalyzer``: the same
 detector, aligner and embedder), so a central template and a live embedding are
-comparable. Each image must hold exactly one face of sufficient quality; any
-other image is rejected with its reason rather than guessed at.
+comparable. The face used is the photo's main face (the largest,
+``edge.perception.pick``); an image is rejected with its reason rather than
+guessed at when another face is nearly as large, when the face is narrower than
+the model card's reliable width, or when its quality is too low.
 
 CSV columns: ``image, subject_ref, category, authority_ref, offence_code,
 image_source, image_date, expires_at`` and optionally ``added_at``. Several rows
@@ -25,9 +27,10 @@ import numpy as np
 from edge.authority.build import EntrySpec, normalise
 from edge.errors import EnrolmentError, ImageError, SignedDocumentError
 from edge.perception.imageio import load_image
+from edge.perception.pick import main_index, rival_index
 from edge.perception.types import Face, RGBImage
 from edge.watchlist import canonical
-from edge.watchlist.bundle import CATEGORIES, TEMPLATE_DIM
+from edge.watchlist.bundle import CATEGORIES
 
 REQUIRED = ("image", "subject_ref", "category", "authority_ref", "image_source", "image_date",
             "expires_at")
@@ -104,23 +107,32 @@ def read_rows(path: Path, now: datetime) -> list[Row]:
 read_rgb = load_image  # the shared reader: pixel count checked from the header first
 
 
-def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float) -> np.ndarray:
-    """The one face's embedding, or ``EnrolmentError`` saying why there is none."""
+def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float, min_width: float) -> np.ndarray:
+    """The main face's embedding, or ``EnrolmentError`` saying why there is none."""
     faces = analyzer.analyze(image)
-    if not faces:
+    dets = [f.detection for f in faces]
+    main = main_index(dets, (image.shape[0], image.shape[1]))
+    if main is None:
         raise EnrolmentError("no face found")
-    if len(faces) > 1:
-        raise EnrolmentError(f"{len(faces)} faces found; an enrolment image must show one")
-    face = faces[0]
+    rival = rival_index(dets, main)
+    if rival is not None:
+        raise EnrolmentError(
+            f"{len(faces)} faces found, two of similar size ({dets[main].width:.0f} and "
+            f"{dets[rival].width:.0f} px wide); an enrolment image must show one person")
+    face = faces[main]
+    if face.detection.width < min_width:
+        raise EnrolmentError(
+            f"the face is {face.detection.width:.0f} px wide, below the model card's reliable width of "
+            f"{min_width:.0f} px; use a larger photo")
     if face.quality < min_quality:
         raise EnrolmentError(f"face quality {face.quality:.2f} is below {min_quality:.2f}")
-    if face.embedding is None or face.embedding.shape != (TEMPLATE_DIM,):
-        raise EnrolmentError("the analyzer returned no 128-D embedding")
+    if face.embedding is None or face.embedding.ndim != 1:
+        raise EnrolmentError("the analyzer returned no embedding")
     return np.asarray(face.embedding, dtype=np.float32)
 
 
 def build_entries(
-    rows: Sequence[Row], images_dir: Path, analyzer: Analyzer, min_quality: float
+    rows: Sequence[Row], images_dir: Path, analyzer: Analyzer, min_quality: float, min_width: float
 ) -> tuple[list[EntrySpec], list[Rejection]]:
     """Entries with at least one accepted template, and every rejected image with its reason."""
     by_subject: dict[str, list[Row]] = {}
@@ -139,7 +151,7 @@ def build_entries(
         for row in group:
             try:
                 templates.append(template_for(analyzer, read_rgb(images_dir / row.image),
-                                              min_quality))
+                                              min_quality, min_width))
             except (EnrolmentError, ImageError) as exc:
                 rejected.append(Rejection(row.image, subject, str(exc)))
         if not templates:

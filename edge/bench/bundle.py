@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
     root, watch = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
     dkey = nacl.public.PrivateKey.generate()
     device = DeviceIdentity("cam-north", "boulevard")
-    model = ModelRef("dlib_resnet_v1", "00" * 32)
+    model = ModelRef("dlib_resnet_v1", "00" * 32, 128)
     trust = load_pinned(trust_document(
         1, {"root": bytes(root.verify_key), "watch": bytes(watch.verify_key)},
         {"trust": (["root"], 1), "watchlist": (["watch"], 1), "order": (["root"], 1)}, t0,

@@ -45,6 +45,9 @@ class Provenance:
     detector_id: str
     backend: str
     threshold: float
+    # What the model card predicts at this threshold for this list and order
+    # (``edge.watchlist.operating.OperatingPoint.to_json``).
+    operating_point: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ def build_alert(
         "bundle": {"id": prov.bundle_id, "version": prov.bundle_version},
         "model": {"id": prov.model_id, "sha256": prov.model_sha256, "detector": prov.detector_id,
                   "backend": prov.backend},
+        "operating_point": prov.operating_point,
         "possible_match": True,
         "requires_human_review": True,
         # What a central de-duplicator across cameras needs: the same subject at the

@@ -25,6 +25,7 @@ from edge.errors import ModelError
 from edge.perception.align import TemplateAligner
 from edge.perception.embedder import ManifestEmbedder
 from edge.perception.manifest import DEFAULT_EMBEDDER
+from edge.perception.pick import main_index
 from edge.perception.quality import QualityParts, assess
 from edge.perception.runtime import DelegateLoader, default_delegate_loader
 from edge.perception.types import (
@@ -155,12 +156,11 @@ class FaceAnalyzer:
         """Every face, best detection score first, each with quality and embedding."""
         return [a.face for a in self.analyze_detailed(image)]
 
-    def best_face(self, image: RGBImage) -> Face | None:
-        """The face to use for one person's photo: highest quality, then the largest."""
+    def main_face(self, image: RGBImage) -> Face | None:
+        """The face a photo of one person is about: the largest (``edge.perception.pick``)."""
         faces = self.analyze(image)
-        if not faces:
-            return None
-        return max(faces, key=lambda f: (round(f.quality, 3), f.detection.width))
+        i = main_index([f.detection for f in faces], (image.shape[0], image.shape[1]))
+        return None if i is None else faces[i]
 
 
 def detect_with_close_up(detector: Detector, image: RGBImage) -> list[Detection]:

@@ -83,7 +83,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     analyzer = _analyzer(args)
     faces = []
     for path, img in zip((args.a, args.b), images, strict=True):
-        face = analyzer.best_face(img)
+        face = analyzer.main_face(img)
         if face is None or face.embedding is None:
             raise EnrolmentError(f"{path}: no face found")
         faces.append(face)
@@ -118,8 +118,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(p)
     p.set_defaults(func=cmd_embed)
     v = subparsers.add_parser(
-        "verify", help="similarity of the best face in A and the best face in B",
-        description="Cosine similarity (-1..1) of the best face of each image.")
+        "verify", help="similarity of the main (largest) face in A and in B",
+        description="Cosine similarity (-1..1) of the largest face of each image "
+                    "(ties: the one nearer the centre).")
     v.add_argument("a", type=Path, metavar="A")
     v.add_argument("b", type=Path, metavar="B")
     _common(v)

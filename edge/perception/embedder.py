@@ -133,6 +133,8 @@ class ManifestEmbedder:
         self.family = spec.family
         self.backend = model.backend
         self.model_id = model.model_id
+        # The manifest variant that runs ("float32", "int8"; an Edge TPU file is its int8 entry's).
+        self.variant = model.entry.variant if model.entry is not None else "float32"
         self.space_id = space or spec.family
         self.dim = spec.embedding_size
 

@@ -39,8 +39,8 @@ class MatchResult:
         return self.score >= self.threshold
 
 
-def effective_threshold(bundle_threshold: float, raise_to: float | None) -> float:
-    return bundle_threshold if raise_to is None else max(bundle_threshold, raise_to)
+def effective_threshold(bundle_threshold: float, *raise_to: float | None) -> float:
+    return max([bundle_threshold, *(t for t in raise_to if t is not None)])
 
 
 class Matcher:
@@ -59,13 +59,13 @@ class Matcher:
         self.skipped_expired = skipped_expired
 
     @classmethod
-    def from_bundle(cls, bundle: VerifiedBundle, now: datetime, raise_to: float | None = None
-                    ) -> Matcher:
+    def from_bundle(cls, bundle: VerifiedBundle, now: datetime, *raise_to: float | None) -> Matcher:
         """The matcher for ``bundle`` at ``now``, with the one effective threshold.
 
-        ``raise_to`` is the device's own ``matching.threshold``: it may only raise the
-        bundle's threshold, never lower it. This is the only place the effective
-        threshold is worked out; alerts and status read ``Matcher.threshold``.
+        ``raise_to``: the deployment's operating threshold (``edge.watchlist.operating``)
+        and the device's own ``matching.threshold``; each may only raise the bundle's
+        threshold, never lower it. This is the only place the effective threshold is
+        worked out; alerts and status read ``Matcher.threshold``.
         """
         live = [i for i, e in enumerate(bundle.entries) if e.expires_at > now]
         off = bundle.offsets
@@ -83,7 +83,7 @@ class Matcher:
             tuple(bundle.entries[i] for i in live),
             templates,
             starts,
-            effective_threshold(bundle.header.threshold, raise_to),
+            effective_threshold(bundle.header.threshold, *raise_to),
             skipped_expired=len(bundle.entries) - len(live),
         )
 

@@ -65,6 +65,7 @@ class Counters:
     detections: int = 0
     tracks: int = 0
     embeddings: int = 0
+    too_small: int = 0  # faces narrower than the card's reliable width: counted, never matched
     matches: int = 0  # embeddings above threshold (before the track decision)
     decisions: int = 0
     suppressed: int = 0
@@ -84,6 +85,8 @@ class RecognizerParts:
     decider: TrackDecider[Evidence | None]
     # Built on the first frame, whose size the gate needs; None disables gating.
     motion_factory: Callable[[tuple[int, int]], MotionGate] | None = None
+    # The model card's reliable face width (px): narrower faces are counted, not matched.
+    min_width: float = 0.0
     counters: Counters = field(default_factory=Counters)
 
 
@@ -155,6 +158,9 @@ class Recognizer:
         todo: list[tuple[int, Detection, float, RGBImage]] = []
         for det, track in zip(dets, update.matches, strict=True):
             if track is None or not track.confirmed or self.p.decider.decided(track.track_id):
+                continue
+            if det.width < self.p.min_width:
+                c.too_small += 1
                 continue
             chip = self.p.aligner.align(frame.image, det.keypoints)
             q = self.p.quality(frame.image, det, chip)

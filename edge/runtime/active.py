@@ -2,9 +2,12 @@
 
 Verification is pure (``edge.watchlist``, through one ``VerificationContext``);
 this class adds the few side effects around it: reading the order and the
-provisioned bundle at start, installing pushed bundles through the store, building
-the matcher (which fixes the effective threshold), and answering "may recognition
-run now, and why not". A refused bundle never replaces the active one.
+provisioned bundle at start, installing pushed bundles through the store, working
+out the deployment's operating point (``edge.watchlist.operating``: the card, the
+bundle's size and the order's budget) whenever the bundle or the order changes,
+building the matcher (which fixes the effective threshold), and answering "may
+recognition run now, and why not". A refused bundle never replaces the active one;
+a combination the card says cannot meet the order keeps recognition off, saying why.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from edge.accountability.governance import check_threshold
+from edge.accountability.monitor import DEFAULT_BUDGET
 from edge.config import Config
-from edge.errors import SignedDocumentError, StateError
+from edge.errors import OperatingPointError, SignedDocumentError, StateError
 from edge.formats import iso_utc
 from edge.perception.manifest import Manifest
 from edge.pipeline.matcher import Matcher
 from edge.watchlist.bundle import DeviceIdentity, VerifiedBundle
 from edge.watchlist.context import VerificationContext, load_context, read_file
+from edge.watchlist.model import Recogniser
+from edge.watchlist.operating import OperatingPoint, operating_point
 from edge.watchlist.order import DeploymentOrder
 from edge.watchlist.state import BundleStore, purge_bundle
 
@@ -36,26 +42,31 @@ def device_context(cfg: Config, manifest: Manifest) -> VerificationContext:
                         manifest=manifest, family=cfg.models.embedder)
 
 
-def from_config(cfg: Config, ctx: VerificationContext) -> ActiveWatchlist:
+def from_config(cfg: Config, ctx: VerificationContext, rec: Recogniser) -> ActiveWatchlist:
     t = cfg.trust
-    return ActiveWatchlist(ctx, cfg.device.camera_id, cfg.state.dir, t.order_file, t.bundle_file,
+    return ActiveWatchlist(ctx, rec, cfg.device.camera_id, cfg.state.dir, t.order_file, t.bundle_file,
                            cfg.matching.threshold)
 
 
 @dataclass(frozen=True)
 class Activation:
     bundle: VerifiedBundle
-    matcher: Matcher  # carries the effective threshold (bundle's, raised by the config's)
+    # Carries the effective threshold: the bundle's, raised by the operating point and the config.
+    matcher: Matcher
+    operating: OperatingPoint | None  # None: refused, see ``refusal``
+    refusal: str | None = None
 
 
 class ActiveWatchlist:
-    def __init__(self, ctx: VerificationContext, camera_id: str, state_dir: Path,
+    def __init__(self, ctx: VerificationContext, rec: Recogniser, camera_id: str, state_dir: Path,
                  order_file: Path, bundle_file: Path | None = None,
                  threshold: float | None = None) -> None:
-        """``threshold``: the config's ``matching.threshold`` (may only raise a bundle's)."""
+        """``rec``: the running recogniser (card and provenance); ``threshold``: the config's
+        ``matching.threshold`` (may only raise a bundle's)."""
         if threshold is not None:
             check_threshold(threshold, ctx.threshold_floor, "config matching.threshold")
         self.ctx = ctx
+        self.recogniser = rec
         self.camera_id = camera_id
         self.order_file = order_file
         self.bundle_file = bundle_file
@@ -68,13 +79,34 @@ class ActiveWatchlist:
         self.file_deleted = False
 
     def _activate(self, verified: VerifiedBundle, now: datetime) -> Activation:
-        self.active = Activation(verified, Matcher.from_bundle(verified, now, self.raise_to))
+        op: OperatingPoint | None = None
+        refusal: str | None = None
+        try:
+            op = self.operating_point(verified, now)
+        except OperatingPointError as e:
+            refusal = str(e)
+            log.error("recognition refused for this deployment: %s", refusal)
+        matcher = Matcher.from_bundle(verified, now, None if op is None else op.threshold, self.raise_to)
+        self.active = Activation(verified, matcher, op, refusal)
         return self.active
+
+    def operating_point(self, verified: VerifiedBundle, now: datetime) -> OperatingPoint:
+        """The operating point for the entries of ``verified`` still live at ``now`` under the order."""
+        off = verified.offsets
+        live = [i for i, e in enumerate(verified.entries) if e.expires_at > now]
+        order = self.order
+        budget = order.false_alert_budget if order is not None else None
+        return operating_point(
+            self.recogniser.card, people=max(1, len(live)),
+            templates=max(1, sum(int(off[i + 1] - off[i]) for i in live)),
+            budget_per_10k=DEFAULT_BUDGET if budget is None else float(budget),
+            min_found=None if order is None else order.min_found)
 
     # --- start-up --------------------------------------------------------------------
 
     def load(self, now: datetime) -> None:
-        """Re-verify the active bundle (or install the provisioned one) and read the order."""
+        """Read the order, then re-verify the active bundle (or install the provisioned one)."""
+        self.reload_order()
         try:
             verified = self.store.load_active(self.ctx, now)
             if verified is None and self.bundle_file is not None:
@@ -85,9 +117,9 @@ class ActiveWatchlist:
         except (SignedDocumentError, StateError) as e:
             self.bundle_error = f"{type(e).__name__}: {e}"
             log.error("no usable watchlist bundle: %s", self.bundle_error)
-        self.reload_order()
 
-    def reload_order(self) -> None:
+    def reload_order(self, now: datetime | None = None) -> None:
+        """Read the order file; with ``now``, work the active bundle's operating point out again."""
         try:
             data = read_file(self.order_file, "deployment order", "install a signed order")
             self.order = self.ctx.verify_order(data)
@@ -95,6 +127,8 @@ class ActiveWatchlist:
         except (SignedDocumentError, StateError) as e:
             self.order, self.order_error = None, f"{type(e).__name__}: {e}"
             log.error("no valid deployment order: %s", self.order_error)
+        if now is not None and self.active is not None:
+            self._activate(self.active.bundle, now)
 
     # --- running ---------------------------------------------------------------------
 
@@ -124,8 +158,17 @@ class ActiveWatchlist:
         status = self.order.check(now, self.ctx.identity.device_id, self.camera_id)
         if not status.active:
             return False, f"outside the deployment order's window: {status.reason}"
+        named, running = self.order.recogniser, self.recogniser
+        if named is not None and named != running.family:
+            return False, (f"order {self.order.order_id} names the recogniser {named}; this device "
+                           f"runs {running.family} (set models.embedder and install a bundle built for it)")
+        if named is None and not running.eligible_default:
+            return False, (f"the recogniser {running.family} runs only where a signed deployment order "
+                           f"names it: {running.verdict}")
         if self.active is None:
             return False, f"no active watchlist bundle ({self.bundle_error})"
+        if self.active.refusal is not None:
+            return False, f"refused by the model card: {self.active.refusal}"
         h = self.active.bundle.header
         if now >= h.expires_at:
             return False, f"watchlist bundle {h.bundle_id} v{h.version} expired at {iso_utc(h.expires_at)}"
@@ -137,8 +180,10 @@ class ActiveWatchlist:
         if self.active is None:
             return None
         h = self.active.bundle.header
+        op = self.active.operating
         return {"id": h.bundle_id, "version": h.version, "expires_at": iso_utc(h.expires_at),
-                "entries": len(self.active.matcher), "threshold": self.active.matcher.threshold}
+                "entries": len(self.active.matcher), "threshold": self.active.matcher.threshold,
+                "operating_point": None if op is None else op.to_json()}
 
     def order_status(self) -> dict[str, Any] | None:
         if self.order is None:

@@ -23,12 +23,16 @@ def audit_loaded(dev: Device, now: datetime) -> None:
     if act is None:
         return
     h = act.bundle.header
+    op = act.operating
     audit_records.bundle_loaded(
         dev.audit, now, bundle_id=h.bundle_id, version=h.version,
         sha256=act.bundle.content_sha256,
         signer_key_ids=sorted(k.hex() for k in act.bundle.signer_keyids),
-        entry_count=len(act.bundle.entries), threshold=h.threshold, model_id=dev.model.id,
-        expires_at=h.expires_at)
+        entry_count=len(act.bundle.entries), threshold=act.matcher.threshold, model_id=dev.model.id,
+        expires_at=h.expires_at,
+        predicted_false_alerts_per_10k=None if op is None else op.predicted_fpir * 10_000,
+        predicted_found=None if op is None else 1.0 - op.predicted_fnir,
+        refused=None if act.refusal is None else act.refusal[:audit_records.MAX_REASON])
 
 
 def install_pushed(dev: Device, data: bytes, now: datetime) -> None:

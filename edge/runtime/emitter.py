@@ -32,8 +32,10 @@ def provenance(dev: Device) -> Provenance:
         raise EdgeError("no active bundle")  # the gate makes this unreachable
     h = active.bundle.header
     d = dev.cfg.device
+    op = active.operating
     return Provenance(d.id, d.camera_id, d.site, h.bundle_id, h.version, dev.model.id,
-                      dev.model.sha256, dev.detector_id, dev.backend, active.matcher.threshold)
+                      dev.model.sha256, dev.detector_id, dev.backend, active.matcher.threshold,
+                      None if op is None else op.to_json())
 
 
 class AlertEmitter:

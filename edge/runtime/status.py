@@ -70,7 +70,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
         "bundle": dev.watch.bundle_status(),
         "order": dev.watch.order_status(),
         "model": {"embedder": dev.embedder_id, "detector": dev.detector_id, "space": dev.model.id,
-                  "sha256": dev.model.sha256},
+                  "sha256": dev.model.sha256, "recogniser": dev.watch.recogniser.to_json()},
         "backend": dev.backend,
         "fps": round(stats.fps, 2),
         "frames_dropped": dev.capture.dropped,

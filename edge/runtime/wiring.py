@@ -43,6 +43,7 @@ from edge.sources import open_source
 from edge.sources.base import ThreadedCapture
 from edge.watchlist.bundle import ModelRef
 from edge.watchlist.keys import load_signer
+from edge.watchlist.model import recogniser
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         manifest.models_dir, variant=_variant(mc.embedder_variant), family=mc.embedder,
         delegate_loader=loader, num_threads=mc.threads)
     ctx = device_context(cfg, manifest)
-    watch = active_from_config(cfg, ctx)  # refuses a config threshold below the floor
+    rec = recogniser(manifest, mc.embedder, embedder.variant)
+    watch = active_from_config(cfg, ctx, rec)  # refuses a config threshold below the floor
     watch.load(now)
     _audit_order(audit, watch, now)
     ledger = Ledger(state_dir, audit, cfg.device.id, watch.order)
@@ -154,6 +156,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
                               max_embeds=tc.max_embeds),
         decider=TrackDecider(k=tc.k, n=tc.n, cooldown_s=tc.cooldown_s),
         motion_factory=motion,
+        min_width=rec.card.reliable_width_px,
     )
     recognizer = Recognizer(parts)
     if watch.active is not None:

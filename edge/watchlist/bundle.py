@@ -3,7 +3,7 @@
 Header (signed JSON, small): ids, version, validity, issuer, target, model,
 threshold, caps, counts and, per target device, the data key sealed to that
 device's X25519 key. Body: ``u32 length | entries JSON | secretbox(templates)``.
-Templates are float32 little-endian, 128-D, L2-normalised, in entry order,
+Templates are float32 little-endian, L2-normalised, of the model's embedding size, in entry order,
 encrypted once with a random XSalsa20-Poly1305 key (libsodium secretbox); the
 key is wrapped for each device with a libsodium sealed box. The signature
 covers the ciphertext, so the device verifies before it decrypts.
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 CATEGORIES = ("wanted", "suspect", "missing_or_vulnerable", "risk_of_harm")
-TEMPLATE_DIM = 128
+MAX_TEMPLATE_DIM = 4096
 TEMPLATE_DTYPE = "float32le"
 ENCRYPTION = "x25519-sealedbox/xsalsa20poly1305"
 
@@ -28,8 +28,11 @@ Templates = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class ModelRef:
+    """The embedding space a bundle is for: family, sha256 of its float32 file, vector size."""
+
     id: str
     sha256: str
+    dim: int
 
 
 @dataclass(frozen=True)

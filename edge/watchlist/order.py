@@ -56,6 +56,10 @@ class DeploymentOrder:
     retention_days: int = MAX_RETENTION_DAYS
     public_contact: str | None = None
     false_alert_budget: int | None = None  # false alerts per 10,000 faces; above it matching stops
+    # The least share of listed people the deployment must find (edge.watchlist.operating).
+    min_found: float | None = None
+    # The recogniser family the authority chose; None runs the device's default.
+    recogniser: str | None = None
     require_two_verifiers: bool = False
     content_sha256: str = ""
     signer_keyids: frozenset[bytes] = field(default=frozenset(), compare=False)  # who signed, for the audit
@@ -100,6 +104,10 @@ class DeploymentOrder:
             out["public_contact"] = self.public_contact
         if self.false_alert_budget is not None:
             out["false_alert_budget"] = self.false_alert_budget
+        if self.min_found is not None:
+            out["min_found"] = self.min_found
+        if self.recogniser is not None:
+            out["recogniser"] = self.recogniser
         return out
 
     def envelope(self) -> Envelope:
@@ -137,6 +145,8 @@ def parse_order(header: bytes, content_sha256: str = "") -> DeploymentOrder:
             f.integer("false_alert_budget", hi=10**6) if f.has("false_alert_budget") else None
         ),
         require_two_verifiers=f.flag("require_two_verifiers", False),
+        min_found=f.number("min_found", lo=0.0, hi=1.0) if f.has("min_found") else None,
+        recogniser=f.opt_text("recogniser", max_len=128),
         content_sha256=content_sha256,
     )
     if not order.camera_ids:

@@ -42,7 +42,7 @@ from edge.watchlist.bundle import (
     CATEGORIES,
     DEFAULT_LIMITS,
     ENCRYPTION,
-    TEMPLATE_DIM,
+    MAX_TEMPLATE_DIM,
     TEMPLATE_DTYPE,
     BundleHeader,
     Caps,
@@ -63,8 +63,9 @@ MAX_DEVICES = 1000
 
 def parse_header(env: Envelope) -> BundleHeader:
     f = canonical.Fields(canonical.loads_object(env.header, "bundle header"), "bundle header")
-    if f.text("template_dtype") != TEMPLATE_DTYPE or f.integer("template_dim") != TEMPLATE_DIM:
-        raise MalformedError(f"templates must be {TEMPLATE_DIM}-D {TEMPLATE_DTYPE}")
+    if f.text("template_dtype") != TEMPLATE_DTYPE:
+        raise MalformedError(f"templates must be {TEMPLATE_DTYPE}")
+    dim = f.integer("template_dim", lo=1, hi=MAX_TEMPLATE_DIM)
     if f.text("encryption") != ENCRYPTION:
         raise MalformedError(f"unsupported encryption {f.obj['encryption']!r}")
     model = f.sub("model")
@@ -86,7 +87,7 @@ def parse_header(env: Envelope) -> BundleHeader:
         issuer=f.text("issuer", max_len=256),
         fleet_id=f.text("fleet_id", max_len=256),
         device_ids=f.strings("device_ids", max_len=MAX_DEVICES),
-        model=ModelRef(model.text("id", max_len=256), model.text("sha256", max_len=128)),
+        model=ModelRef(model.text("id", max_len=256), model.text("sha256", max_len=128), dim),
         threshold=f.number("threshold", lo=-1.0, hi=1.0),
         caps=Caps(
             caps.integer("max_entries", lo=0, hi=2**32),
@@ -152,8 +153,8 @@ def _check_claims(
         raise WrongDeviceError(f"bundle does not target device {device.device_id!r}")
     if h.model != expected_model:
         raise WrongModelError(
-            f"bundle built for model {h.model.id} {h.model.sha256[:12]}, device runs "
-            f"{expected_model.id} {expected_model.sha256[:12]}"
+            f"bundle built for model {h.model.id} {h.model.sha256[:12]} ({h.model.dim}-D), device runs "
+            f"{expected_model.id} {expected_model.sha256[:12]} ({expected_model.dim}-D)"
         )
     check_threshold(h.threshold, threshold_floor, f"bundle {h.bundle_id} v{h.version}")
 
@@ -226,10 +227,10 @@ def decrypt_templates(
         raise DecryptError(
             "templates cannot be decrypted with this device's key (encrypted for another device?)"
         ) from exc
-    expected = h.template_count * TEMPLATE_DIM * 4
+    expected = h.template_count * h.model.dim * 4
     if len(plain) != expected:
         raise MalformedError(f"decrypted templates are {len(plain)} bytes, expected {expected}")
-    t = np.frombuffer(plain, dtype="<f4").reshape(h.template_count, TEMPLATE_DIM)
+    t = np.frombuffer(plain, dtype="<f4").reshape(h.template_count, h.model.dim)
     norms = np.einsum("ij,ij->i", t, t, dtype=np.float64) if len(t) else np.zeros(0)
     if not np.all(np.isfinite(norms)) or np.any(np.abs(norms - 1.0) > 2 * NORM_TOLERANCE):
         raise EntryError("a template is not a finite L2-normalised vector")

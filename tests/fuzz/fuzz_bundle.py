@@ -35,7 +35,7 @@ ROOT = nacl.signing.SigningKey(b"\x01" * 32)
 WATCH = nacl.signing.SigningKey(b"\x02" * 32)
 DKEY = nacl.public.PrivateKey(b"\x03" * 32)
 DEVICE = DeviceIdentity("cam-north", "boulevard")
-MODEL = ModelRef("dlib_resnet_v1", "ab" * 32)
+MODEL = ModelRef("dlib_resnet_v1", "ab" * 32, 128)
 TRUST = load_pinned(trust_document(
     1, {"root": bytes(ROOT.verify_key), "watch": bytes(WATCH.verify_key)},
     {"trust": (["root"], 1), "watchlist": (["watch"], 1), "order": (["root"], 1)}, T0,
