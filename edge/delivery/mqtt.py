@@ -43,7 +43,7 @@ from edge.config import BrokerConfig, StatsConfig
 from edge.delivery.outbox import Outbox, OutboxStats
 from edge.delivery.pump import OutboxPump
 from edge.delivery.retained import RetainedState
-from edge.delivery.topics import Topics
+from edge.delivery.topics import READS, Topics
 from edge.errors import BrokerError
 from edge.formats import canonical_json
 
@@ -74,7 +74,7 @@ class LinkConfig:
     refused_retry_s: float = 60.0
     stats_interval_s: float = StatsConfig.interval_s
     stats_qos: int = 0
-    subscriptions: tuple[str, ...] = ("bundle", "review")
+    subscriptions: tuple[str, ...] = READS
 
     @property
     def topics(self) -> Topics:

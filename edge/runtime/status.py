@@ -49,6 +49,13 @@ class RunStats:
     first_frame_at: float = 0.0
     fps: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    checkpoints_not_queued: int = 0
+    messages_refused: dict[str, int] = field(default_factory=dict)  # by topic leaf
+    last_message_error: str | None = None
+
+    def message_refused(self, leaf: str, why: str) -> None:
+        self.messages_refused[leaf] = self.messages_refused.get(leaf, 0) + 1
+        self.last_message_error = f"{leaf}: {why}"[:300]
 
 
 def status_line(gate: Gate, dev: Device) -> str:
@@ -69,6 +76,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
         "suspended": gate.suspended,
         "bundle": dev.watch.bundle_status(),
         "order": dev.watch.order_status(),
+        "trust": dev.watch.trust_status(),
         "model": {"embedder": dev.embedder_id, "detector": dev.detector_id, "space": dev.model.id,
                   "sha256": dev.model.sha256},
         "backend": dev.backend,
@@ -78,6 +86,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
                    "warning": health.outbox.warning, "refused_alerts": health.outbox.refused_alerts},
         "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
         "last_bundle_error": stats.last_bundle_error,
+        "messages": {"refused": dict(stats.messages_refused), "last_error": stats.last_message_error},
         "updated_at": iso_utc(now),
     }
 

@@ -66,8 +66,11 @@ def read_file(path: Path, what: str, fix: str) -> bytes:
 
 
 def load_context(*, trust_file: Path, device_key: Path, identity: DeviceIdentity,
-                 manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> VerificationContext:
-    """Read the pinned trust and the device key; the model and floor come from the manifest."""
-    trust = load_pinned(read_file(trust_file, "trust file", "provision it with `edge trust init`"))
+                 manifest: Manifest, limits: Limits = DEFAULT_LIMITS,
+                 trust: TrustRoot | None = None) -> VerificationContext:
+    """Read the pinned trust (unless the kept ``trust`` is given) and the device key; the
+    model and floor come from the manifest."""
+    if trust is None:
+        trust = load_pinned(read_file(trust_file, "trust file", "provision it with `edge trust init`"))
     return VerificationContext(trust, identity, embedder_ref(manifest), embedder_floor(manifest),
                                load_device_key(device_key), limits)
