@@ -148,9 +148,13 @@ class BrokerConfig:
     keepalive: int = 30
     client_id: str | None = None
     reconnect_max_s: float = 10.0  # backoff cap (with jitter) between reconnect attempts
+    # How long the broker keeps the device's MQTT session (its subscriptions and the
+    # QoS 1 reviews and bundles sent meanwhile) while the device is offline.
+    session_expiry_s: int = 7 * 86400
 
     def validate(self, prefix: str) -> None:
         check_range(prefix, "keepalive", self.keepalive, 0, 65535)
+        check_range(prefix, "session_expiry_s", self.session_expiry_s, 0, 0xFFFFFFFE)
         check_range(prefix, "reconnect_max_s", self.reconnect_max_s, 0.1)
         if not 0 < self.port < 65536:
             raise ConfigError(f"{prefix}.port", "must be 1..65535")

@@ -15,8 +15,10 @@ are published in insertion order; an event leaves the outbox only on a PUBACK
 with a success reason code. A failure reason code (e.g. 0x87 not authorised)
 keeps the event, is counted and logged as an error, and the event is retried
 after ``refused_retry_s`` and after each reconnect. Each connection uses a
-fresh paho client with a clean start, so paho never replays its own in-flight
-copies on top of ours.
+fresh paho client, so paho never replays its own in-flight copies on top of ours.
+The broker side of the session is persistent (fixed client id, ``clean_start=False``,
+a session expiry of days): what the centre sends while the device is offline (QoS 1
+reviews, bundles, orders) is queued by the broker and delivered on reconnect.
 
 The retained ``<prefix>/status`` is republished on every connect; its Last
 Will, and the last message of a clean ``close``, say ``offline``.
@@ -66,7 +68,8 @@ class LinkConfig:
     key: Path | None = None
     topic_prefix: str | None = None  # default edge/<device_id> (see ``Topics``)
     keepalive: int = BrokerConfig.keepalive
-    client_id: str | None = None
+    client_id: str | None = None  # fixed (default edge-<device id>): the session is found again
+    session_expiry_s: int = BrokerConfig.session_expiry_s
     reconnect_max_s: float = BrokerConfig.reconnect_max_s  # backoff cap
     connect_timeout_s: float = 5.0
     backoff_min_s: float = 0.5
@@ -372,8 +375,8 @@ class MqttLink:
                     cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
                 )
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 0
-            client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=True,
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=False,
                            properties=props)
         except (OSError, ValueError, ssl.SSLError) as e:
             self._last_error = f"connect to {cfg.host}:{cfg.port}: {e}"

@@ -176,7 +176,8 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     link = MqttLink(
         LinkConfig(device_id=cfg.device.id, host=b.host, port=b.port, tls=b.tls, ca=b.ca,
                    cert=b.cert, key=b.key, topic_prefix=b.topic_prefix, keepalive=b.keepalive,
-                   client_id=b.client_id, reconnect_max_s=b.reconnect_max_s,
+                   client_id=b.client_id, session_expiry_s=b.session_expiry_s,
+                   reconnect_max_s=b.reconnect_max_s,
                    stats_interval_s=cfg.stats.interval_s),
         outbox, on_message=on_message, on_ack=on_ack)
     dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,
