@@ -192,7 +192,7 @@ def trust_refused(sink: AuditSink, now: datetime, *, reason: str, kept_version: 
                   kept_sha256: str) -> dict[str, Any]:
     """The trust file was not admitted (rollback, foreign root): the kept root stays."""
     return sink.append("trust_refused", {
-        "reason": _reason(reason[:MAX_REASON]),
+        "reason": _reason(reason),
         "kept_version": _count("kept_version", kept_version),
         "kept_sha256": _hash("kept_sha256", kept_sha256),
     }, now)

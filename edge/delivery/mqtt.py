@@ -168,12 +168,14 @@ class MqttLink:
         self._thread.start()
         return self
 
-    def queue_alert(self, build: Callable[[int], bytes]) -> tuple[int, int]:
+    def queue_alert(self, build: Callable[[int], bytes],
+                    journal: Callable[[int], bytes] | None = None) -> tuple[int, int]:
         """Persist an alert built by ``build(seq)`` and wake the link; returns (outbox id, seq).
 
-        Raises :class:`OutboxFullError` when the outbox refuses it (nothing is consumed).
+        ``journal``: see ``Outbox.put_alert``. Raises :class:`OutboxFullError` when the
+        outbox refuses it (nothing is consumed).
         """
-        event_id, seq = self.outbox.put_alert(self.config.topics.alerts, build)
+        event_id, seq = self.outbox.put_alert(self.config.topics.alerts, build, journal=journal)
         self.wake()
         return event_id, seq
 

@@ -41,7 +41,8 @@ class Gate:
 class RunStats:
     started: float = field(default_factory=time.monotonic)
     alerts: int = 0
-    alerts_refused: int = 0
+    alerts_refused: int = 0  # lost: not queued (outbox full, disk fault)
+    alerts_unrecorded: int = 0  # queued, record deferred to the next start (disk fault)
     bundle_pushes: int = 0
     bundle_refusals: int = 0
     last_bundle_error: str | None = None
@@ -103,6 +104,7 @@ def stats_payload(stats: RunStats, dev: Device, now: datetime) -> dict[str, Any]
         "frames_dropped": dev.capture.dropped,
         "alerts": stats.alerts,
         "alerts_refused": stats.alerts_refused,
+        "alerts_unrecorded": stats.alerts_unrecorded,
         "bundle_refusals": stats.bundle_refusals,
         "fps": round(stats.fps, 2),
     }

@@ -37,6 +37,7 @@ from edge.pipeline.decision import TrackDecider
 from edge.pipeline.motion import MotionGate
 from edge.pipeline.recognizer import Recognizer, RecognizerParts
 from edge.pipeline.track import FaceSelector, IoUTracker
+from edge.runtime import journal
 from edge.runtime.active import ActiveWatchlist, admit_trust, device_context
 from edge.runtime.active import from_config as active_from_config
 from edge.runtime.bundles import audit_loaded
@@ -133,7 +134,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         num_threads=mc.threads)
     trust = admit_trust(cfg)
     if trust.refused is not None:
-        audit_records.trust_refused(audit, now, reason=trust.refused, kept_version=trust.root.version,
+        audit_records.trust_refused(audit, now, reason=trust.refused[:250], kept_version=trust.root.version,
                                     kept_sha256=trust.root.content_sha256)
     ctx = device_context(cfg, manifest, trust.root)
     watch = active_from_config(cfg, ctx)  # refuses a config threshold below the floor
@@ -143,6 +144,9 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     ledger = Ledger(state_dir, audit, cfg.device.id, watch.order)
     if watch.order is not None:
         ledger.begin(watch.order, now)
+    replayed = journal.reconcile(outbox, ledger, audit, now)  # after a power cut mid-alert
+    if replayed:
+        log.warning("%d alert(s) recorded at start that a power cut had left unrecorded", replayed)
     if watch.active is not None:
         ledger.set_watchlist_size(len(watch.active.matcher))
     signing_key = load_signer(cfg.trust.signing_key) if cfg.trust.signing_key else None
