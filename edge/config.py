@@ -134,6 +134,12 @@ class TrustConfig:
 @dataclass(frozen=True)
 class StateConfig:
     dir: Path = Path("/var/lib/edge")
+    # Free space the state disk must keep: below it recognition stops (status says why),
+    # so that no alert is raised that the device could not record.
+    reserve_mb: float = 16.0
+
+    def validate(self, prefix: str) -> None:
+        check_range(prefix, "reserve_mb", self.reserve_mb, 0.0, 1e6)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ on CPU, documents signed as the authority would, real state and audit files).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -428,3 +429,101 @@ def test_no_alert_on_an_entry_expired_at_capture_time() -> None:
     frames = [replace(f, captured_at=f.captured_at + timedelta(seconds=1)) for f in walk(w, 30, {200: 10})]
     assert [d for f in frames for d in rec.process(f)] == []
     assert rec.counters.expired_matches > 0 and rec.counters.matches == 0
+
+
+# --- item 4: disk full elsewhere ---------------------------------------------------------
+
+
+def test_recognition_stops_while_the_state_disk_is_below_its_reserve(tmp_path: Path) -> None:
+    from edge import config
+    from edge.fsutil import free_bytes
+    from edge.runtime.notify import Notifier
+
+    free = free_bytes(tmp_path)
+    assert free is not None
+    dev = FakeDevice(FakeWatch((True, "order o1 active")))
+
+    def runner_with(reserve_mb: float) -> Runner:
+        cfg = config.parse({"device": {"id": "dev-a", "camera_id": "cam-1", "site": "s"},
+                            "state": {"dir": str(tmp_path), "reserve_mb": reserve_mb}})
+        r = Runner(cfg, clock=lambda: FAKE_NOW, notifier=Notifier(env={}), device=dev)  # type: ignore[arg-type]
+        r.dev = dev  # type: ignore[assignment]
+        return r
+
+    r = runner_with(free / 2**20 + 1024)  # a reserve this disk cannot hold
+    r._refresh_gate()
+    s = status_payload(r.gate, r.stats, r.dev, FAKE_NOW)
+    assert not s["recognition_active"] and s["reason"].startswith("state disk below its reserve")
+    assert dev.audit.gate()[-1] == (False, s["reason"])
+    r = runner_with(0.0)
+    r._refresh_gate()
+    assert r.gate.running
+
+
+def test_a_pushed_bundle_on_a_full_disk_is_a_typed_refusal(provisioned: Provisioned, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from edge.errors import StateError
+    from edge.watchlist import state as state_mod
+
+    dev = build(provisioned, tmp_path)
+    try:
+        w = world()
+        from edge.perception.manifest import load_manifest
+        from edge.watchlist.keys import load_device_key
+        from edge.watchlist.model import embedder_ref
+        from tests.test_wiring import MODELS
+
+        dkey = load_device_key(provisioned.base / "keys" / "device.x25519")
+        model = embedder_ref(load_manifest(MODELS))
+        newer = w.unsigned(2, issued_at=NOW - timedelta(minutes=30), model=model,
+                           threshold=provisioned.bundle_threshold,
+                           recipients={DEVICE_ID: bytes(dkey.public_key)}).sign(w.watch).encode()
+
+        def full(_fd: int, _data: bytes) -> None:  # the disk, at the OS edge
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(state_mod, "write_all", full)
+        active = dev.watch.active
+        with pytest.raises(StateError, match="No space left"):
+            install_pushed(dev, newer, NOW)
+        assert dev.watch.active is active and dev.watch.store.state().version == 1  # type: ignore[union-attr]
+        monkeypatch.undo()
+        assert install_pushed(dev, newer, NOW) and dev.watch.store.state().version == 2  # type: ignore[union-attr]
+    finally:
+        close_device(dev, NOW, "test over")
+
+
+def test_an_alert_lost_to_a_disk_fault_is_critical_counted_and_named(
+        provisioned: Provisioned, tmp_path: Path, testdata: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from edge.errors import OutboxError
+    from edge.pipeline.decision import Decision, Observation
+    from edge.pipeline.recognizer import Evidence
+
+    dev = build(provisioned, tmp_path)
+    try:
+        r = runner_for(dev)
+        crop = _rgb(testdata, "obama.jpg")[40:200, 60:200]
+        ev = Evidence(NOW, (10.0, 10.0, 90.0, 90.0), 0.9, 0.95, 0.2, "wanted", np.ascontiguousarray(crop))
+        assert dev.watch.active is not None
+        subject = dev.watch.active.matcher.entries[0].subject_ref
+        obs = Observation(subject, 0.99, 0.0, ev)
+        decision = Decision(1, subject, 2, 2, obs, obs)
+
+        def disk_fault(*_a: Any, **_k: Any) -> Any:
+            raise OutboxError("outbox write failed: database or disk is full")
+
+        dev.link.queue_alert = disk_fault  # type: ignore[method-assign]
+        frame = Frame(0, NOW, 0.0, np.zeros((4, 4, 3), np.uint8))
+        assert r.emitter is not None
+        with caplog.at_level(logging.CRITICAL):
+            r.emitter.emit(frame, decision)
+        (line,) = [x for x in caplog.records if x.levelno == logging.CRITICAL]
+        assert "ALERT NOT QUEUED" in line.getMessage() and subject in line.getMessage()
+        assert re.search(r"event [0-9a-f-]{36}", line.getMessage())
+        assert r.stats.alerts_refused == 1 and r.stats.alerts == 0
+    finally:
+        close_device(dev, NOW, "test over")

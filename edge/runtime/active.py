@@ -164,8 +164,11 @@ class ActiveWatchlist:
         order = self.orders.admit_order(data, self.ctx.trust, self.ctx.identity.fleet_id)
         if self.order is not None and order.content_sha256 == self.order.content_sha256:
             return None
-        self.kept_order.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.kept_order, data)
+        try:
+            self.kept_order.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.kept_order, data)
+        except OSError as e:
+            raise StateError(f"cannot keep the order taken by topic in {self.kept_order}: {e}") from e
         self.order, self.order_error = order, None
         return order
 

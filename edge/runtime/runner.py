@@ -26,6 +26,7 @@ from edge.config import Config
 from edge.delivery.topics import READS, Topics
 from edge.errors import CameraError, EdgeError
 from edge.formats import canonical_json
+from edge.fsutil import free_bytes
 from edge.runtime.bundles import drop_expired, install_pushed, purge_if_ended
 from edge.runtime.emitter import AlertEmitter
 from edge.runtime.notify import Notifier
@@ -294,6 +295,8 @@ class Runner:
         except EdgeError as e:
             log.error("expired entries dropped, not audited: %s", e)
         active, reason = self.dev.watch.allowed(now)
+        if active:
+            active, reason = self._disk_allows(reason)
         suspended = self.dev.ledger.suspended
         changed = (active, reason, suspended) != (self.gate.active, self.gate.reason, self.gate.suspended)
         if changed:
@@ -306,6 +309,15 @@ class Runner:
             # The public flag follows what really runs, with the site's contact.
             self.dev.link.set_retained("lfr", self.dev.ledger.lfr_payload(running, now))
             self._publish_status()
+
+    def _disk_allows(self, reason: str) -> tuple[bool, str]:
+        """Recognition stops while the state disk is below its reserve (an alert must be recordable)."""
+        reserve = int(self.cfg.state.reserve_mb * 1024 * 1024)
+        free = free_bytes(self.cfg.state.dir)
+        if free is not None and free < reserve:
+            return False, (f"state disk below its reserve: {free / 2**20:.1f} MiB free,"
+                           f" {self.cfg.state.reserve_mb:g} MiB kept")
+        return True, reason
 
     def _account(self) -> None:
         """Feed the transparency counters and the false-alert monitor; publish the figures."""
