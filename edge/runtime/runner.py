@@ -114,16 +114,22 @@ class Runner:
                 self.notifier.status(status_line(self.gate, self.dev))
                 next_status = now + self.cfg.stats.status_interval_s
             if now >= next_housekeeping:
-                purged = self.dev.ledger.housekeeping(self.clock())
-                if purged:
-                    log.info("retention: %d evidence item(s) purged", purged)
                 next_housekeeping = now + 3600.0
+                try:
+                    purged = self.dev.ledger.housekeeping(self.clock())
+                    if purged:
+                        log.info("retention: %d evidence item(s) purged", purged)
+                except EdgeError as e:  # e.g. a full disk: retried at the next round
+                    log.error("housekeeping failed: %s", e)
             if now >= next_checkpoint:
                 self._checkpoint()
                 next_checkpoint = now + self.cfg.stats.checkpoint_interval_s
             if now >= next_stats:
-                self.dev.link.publish_stats(stats_payload(self.stats, self.dev, self.clock()))
                 next_stats = now + self.cfg.stats.interval_s
+                try:
+                    self.dev.link.publish_stats(stats_payload(self.stats, self.dev, self.clock()))
+                except EdgeError as e:  # telemetry only; the outbox could not take it
+                    log.error("stats not queued: %s", e)
             # Ping only while frames flow and the MQTT thread turns: a wedged
             # pipeline must let systemd's WatchdogSec restart us.
             if worker.is_alive() and now - self.stats.processed_at < 10.0 and self.dev.link.alive():

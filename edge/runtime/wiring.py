@@ -83,7 +83,10 @@ class Device:
 
 def close_device(dev: Device, now: datetime, reason: str) -> None:
     """The last step of a run: ledger closed, stop audited, outbox and audit log closed."""
-    dev.ledger.close(now)
+    try:
+        dev.ledger.close(now)
+    except EdgeError as e:  # e.g. a full disk; the counters are derived again at start
+        log.error("ledger not saved at stop: %s", e)
     with contextlib.suppress(EdgeError):
         audit_records.stop(dev.audit, now, reason=reason)
     dev.outbox.close()
