@@ -10,6 +10,7 @@ run now, and why not". A refused bundle never replaces the active one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ class Activation:
     bundle: VerifiedBundle
     matcher: Matcher  # carries the effective threshold (bundle's, raised by the config's)
 
+    @functools.cached_property
+    def next_expiry(self) -> datetime | None:
+        """The earliest ``expires_at`` among the entries the matcher holds."""
+        return min((e.expires_at for e in self.matcher.entries), default=None)
+
 
 class ActiveWatchlist:
     def __init__(self, ctx: VerificationContext, camera_id: str, state_dir: Path,
@@ -106,9 +112,7 @@ class ActiveWatchlist:
 
     def next_expiry(self) -> datetime | None:
         """When the first entry still matched expires (the matcher must be rebuilt then)."""
-        if self.active is None or not self.active.matcher.entries:
-            return None
-        return min(e.expires_at for e in self.active.matcher.entries)
+        return None if self.active is None else self.active.next_expiry
 
     def drop_expired(self, now: datetime) -> tuple[Activation, int] | None:
         """Rebuild the matcher without the entries expired at ``now``: the new activation
