@@ -173,29 +173,25 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
         retained_run1 = retained(broker, "transparency")
         assert len(alerts) >= 2, log_of(dep)[-3000:]
 
-        # Restart on the same state with other people only; the centre reviews meanwhile.
-        # Long enough never to end by itself: the run is stopped once the reviews are applied
-        # (a condition), so a slow machine cannot make the scene end before they arrive.
-        others = ("--seconds", "900", "--seed", "9", "--face-min", "40", "--face-max", "120",
+        # Restart on the same state with other people only. The centre reviews while the device
+        # is down: its persistent MQTT session (issue 11 item 9) holds the reviews until it is
+        # back, so nothing races the restarted scene on a busy machine.
+        others = ("--seconds", "20", "--seed", "9", "--face-min", "40", "--face-max", "120",
                   "--n-others", "3", "--watchlisted", "")
         use_scene(dep, testdata, "scene-others", others, realtime=True)
+        false_id, confirmed_id = alerts[0]["event_id"], alerts[1]["event_id"]
+        sent = [review(false_id, "false_alert", "officer-17"),
+                review(confirmed_id, "confirmed", "officer-22")]
+        for payload in sent + sent:  # MQTT is at least once: each review goes twice, recorded once
+            sub.client.publish(TOPICS.review, payload, qos=1).wait_for_publish(30)
         mark = len(sub.messages)
         proc = start_firmware(dep, testdata, "run2.log")
         try:
             assert sub.wait_for(lambda s: any(d["state"] == "recognising" for d in docs(s, "status", mark)),
                                 timeout=120), log_of(dep, "run2.log")[-3000:]
-            false_id, confirmed_id = alerts[0]["event_id"], alerts[1]["event_id"]
-            topic = TOPICS.review
-            sent = [review(false_id, "false_alert", "officer-17"),
-                    review(confirmed_id, "confirmed", "officer-22")]
-            for payload in sent + sent:  # MQTT is at least once: each review goes twice, recorded once
-                sub.client.publish(topic, payload, qos=1).wait_for_publish(30)
-            assert sub.wait_for(lambda s: any(d["deployment"]["counters"]["false_alerts"] == 1
-                                              and d["deployment"]["counters"]["confirmed"] == 1
-                                              for d in docs(s, "transparency", mark)), timeout=300), \
-                log_of(dep, "run2.log")[-3000:]
+            assert wait_exit(proc, 300) == 0, log_of(dep, "run2.log")[-3000:]  # the scene runs out
         finally:
-            assert stop_firmware(proc) == 0, log_of(dep, "run2.log")[-3000:]
+            stop_firmware(proc)
         assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
         fin = Finished(dep, broker, expected, sum(p["start_frame"] is not None for p in truth["passes"]),
                        alerts, lfr_run1, counters_run1, retained_run1, false_id, confirmed_id,
