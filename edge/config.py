@@ -136,6 +136,12 @@ class TrustConfig:
 @dataclass(frozen=True)
 class StateConfig:
     dir: Path = Path("/var/lib/edge")
+    # Free space the state disk must keep: below it recognition stops (status says why),
+    # so that no alert is raised that the device could not record.
+    reserve_mb: float = 16.0
+
+    def validate(self, prefix: str) -> None:
+        check_range(prefix, "reserve_mb", self.reserve_mb, 0.0, 1e6)
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,13 @@ class BrokerConfig:
     keepalive: int = 30
     client_id: str | None = None
     reconnect_max_s: float = 10.0  # backoff cap (with jitter) between reconnect attempts
+    # How long the broker keeps the device's MQTT session (its subscriptions and the
+    # QoS 1 reviews and bundles sent meanwhile) while the device is offline.
+    session_expiry_s: int = 7 * 86400
 
     def validate(self, prefix: str) -> None:
         check_range(prefix, "keepalive", self.keepalive, 0, 65535)
+        check_range(prefix, "session_expiry_s", self.session_expiry_s, 0, 0xFFFFFFFE)
         check_range(prefix, "reconnect_max_s", self.reconnect_max_s, 0.1)
         if not 0 < self.port < 65536:
             raise ConfigError(f"{prefix}.port", "must be 1..65535")

@@ -165,35 +165,31 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
         expected = len(watchlisted_passes(truth))
         sub = consumer(broker)
         proc = start_firmware(dep, testdata)
-        assert wait_exit(proc, 300) == 0, log_of(dep)[-3000:]
-        sub.wait_for(lambda s: len(dedup(alerts_of(s))) >= expected, timeout=10)
+        assert wait_exit(proc, 900) == 0, log_of(dep)[-3000:]  # a bound, not a pace: a busy box is slow
+        assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived
         alerts = dedup(alerts_of(sub))
         lfr_run1 = docs(sub, "lfr")
         counters_run1 = _current(dep)
         retained_run1 = retained(broker, "transparency")
         assert len(alerts) >= 2, log_of(dep)[-3000:]
 
-        # Restart on the same state with other people only; the centre reviews meanwhile.
+        # Restart on the same state with other people only. The centre reviews while the device
+        # is down: its persistent MQTT session (issue 11 item 9) holds the reviews until it is
+        # back, so nothing races the restarted scene on a busy machine.
         others = ("--seconds", "20", "--seed", "9", "--face-min", "40", "--face-max", "120",
                   "--n-others", "3", "--watchlisted", "")
         use_scene(dep, testdata, "scene-others", others, realtime=True)
+        false_id, confirmed_id = alerts[0]["event_id"], alerts[1]["event_id"]
+        sent = [review(false_id, "false_alert", "officer-17"),
+                review(confirmed_id, "confirmed", "officer-22")]
+        for payload in sent + sent:  # MQTT is at least once: each review goes twice, recorded once
+            sub.client.publish(TOPICS.review, payload, qos=1).wait_for_publish(30)
         mark = len(sub.messages)
         proc = start_firmware(dep, testdata, "run2.log")
         try:
             assert sub.wait_for(lambda s: any(d["state"] == "recognising" for d in docs(s, "status", mark)),
                                 timeout=120), log_of(dep, "run2.log")[-3000:]
-            false_id, confirmed_id = alerts[0]["event_id"], alerts[1]["event_id"]
-            topic = TOPICS.review
-            sent = [review(false_id, "false_alert", "officer-17"),
-                    review(confirmed_id, "confirmed", "officer-22")]
-            for _attempt in range(3):  # MQTT is at least once: each review goes twice, recorded once
-                for payload in sent + sent:
-                    sub.client.publish(topic, payload, qos=1)
-                if sub.wait_for(lambda s: any(d["deployment"]["counters"]["false_alerts"] == 1
-                                              and d["deployment"]["counters"]["confirmed"] == 1
-                                              for d in docs(s, "transparency", mark)), timeout=10):
-                    break
-            assert wait_exit(proc, 120) == 0, log_of(dep, "run2.log")[-3000:]  # the scene runs out
+            assert wait_exit(proc, 300) == 0, log_of(dep, "run2.log")[-3000:]  # the scene runs out
         finally:
             stop_firmware(proc)
         assert sub.barrier(TOPICS.leaf("test-barrier"))  # all the device sent has arrived

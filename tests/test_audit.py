@@ -428,6 +428,9 @@ def _every_helper() -> list[tuple[Callable[..., Any], dict[str, Any]]]:
         (ar.order_expired, {"order_id": "ord-12", "not_after": at(600)}),
         (ar.bundle_expired, {**wl, "expires_at": at(900)}),
         (ar.bundle_purged, {**wl, "reason": "order window ended", "entry_count": 12, "file_deleted": True}),
+        (ar.entries_expired, {"bundle_id": "wl-7", "version": 3, "expired": 1, "remaining": 11}),
+        (ar.trust_refused, {"reason": "RollbackError: trust version 1 is not above 2", "kept_version": 2,
+                            "kept_sha256": H}),
         (ar.stop, {"reason": "SIGTERM", "clean": True}),
     ]
 

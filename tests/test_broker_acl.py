@@ -19,7 +19,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.delivery.topics import ROOT, Topics, fleet_filter
+from edge.delivery.topics import READS, ROOT, Topics, fleet_filter
 from tests.broker import have_mosquitto
 from tests.deploy_broker import (
     DeployBroker,
@@ -152,8 +152,10 @@ def test_device_cannot_publish_as_another_device(clients: dict[str, Device]) -> 
     # Refused with the v5 reason code: the device's outbox knows it was not delivered.
     assert a.publish(B.alerts, b"forged") == NOT_AUTHORIZED
     assert a.publish(B.status, b"forged", retain=True) == NOT_AUTHORIZED
-    # Nor may it write outside its own topics, e.g. push itself a bundle.
+    # Nor may it write outside its own topics, e.g. push itself a bundle or an order.
     assert a.publish(A.bundle, b"self-signed?") == NOT_AUTHORIZED
+    for topic in (A.order, A.revocations, A.resume, B.order):
+        assert a.publish(topic, b"self-signed?", retain=True) == NOT_AUTHORIZED
     assert a.publish(A.leaf("anything"), b"x") == NOT_AUTHORIZED
     # A later legitimate publish arrives; the forged ones, sent before it, never did.
     assert a.publish(A.alerts, b"marker") < FAILURE
@@ -187,6 +189,18 @@ def test_device_never_receives_another_devices_bundle(clients: dict[str, Device]
     assert consumer.publish(A.review, b"reviewed") < FAILURE
     assert a.wait_message(A.review, b"reviewed")
     assert a.publish(B.review, b"forged") == NOT_AUTHORIZED
+
+
+def test_orders_revocations_and_resumes_reach_only_their_device(clients: dict[str, Device]) -> None:
+    a, consumer = clients["dev-a"], clients["operator-consumer"]
+    for leaf in ("order", "revocations", "resume"):
+        own, other = A.leaf(leaf), B.leaf(leaf)
+        assert consumer.publish(other, b"retained-for-b", retain=True) < FAILURE
+        assert consumer.publish(own, b"retained-for-a", retain=True) < FAILURE
+        assert a.subscribe(other) == [NOT_AUTHORIZED], other
+        assert a.subscribe(own) == [1], own
+        assert a.wait_message(own, b"retained-for-a")
+    assert [t for t, _ in a.messages if not t.startswith(A.prefix + "/")] == []
 
 
 def test_consumer_cannot_forge_device_events(clients: dict[str, Device]) -> None:
@@ -232,7 +246,8 @@ def test_a_new_device_gets_rights_only_once_provisioned(broker: DeployBroker,
             dev.close()
 
     assert rights() == ([NOT_AUTHORIZED], NOT_AUTHORIZED)
-    assert "granted 13 ACLs" in broker.ctrl("device", "dev-new")
+    # 6 writes, each read leaf twice (subscribe + receive), selftest 3 (both ways)
+    assert f"granted {6 + 2 * len(READS) + 3} ACLs" in broker.ctrl("device", "dev-new")
     sub, pub = rights()
     assert sub == [1] and pub < FAILURE
     broker.ctrl("remove", "dev-new")
@@ -245,12 +260,12 @@ def test_dynsec_roles_are_the_acl_file_with_u_replaced() -> None:
 
     own = {X.leaf(t) for t in ("status", "alerts", "stats", "transparency", "lfr",
                                        "audit/checkpoint", "selftest")}
-    reads = {X.leaf(t) for t in ("bundle", "review", "selftest")}
+    reads = {X.leaf(t) for t in (*READS, "selftest")}
     assert render("device", "dev-x") == (
         {f"publishClientSend {t}" for t in own}
         | {f"{kind} {t}" for t in reads for kind in ("subscribePattern", "publishClientReceive")})
     consumer = render("user", "operator-consumer")
-    assert "publishClientSend edge/+/bundle" in consumer
+    assert {f"publishClientSend edge/+/{t}" for t in READS} <= consumer
     assert "subscribePattern edge/+/alerts" in consumer
     assert not any("selftest" in line or line.startswith("publishClientSend edge/+/alerts")
                    for line in consumer)

@@ -170,7 +170,7 @@ def test_nothing_kept_or_sent_about_people_not_on_the_watchlist(
     names = {p.relative_to(dep.state).parts[0] for p in dep.state.iterdir()}
     assert names <= {"audit", "bundle", "outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm",
                      "transparency.json", "evidence", "summary.json", "false_alert_monitor.json",
-                     "adjudication.json"}, names
+                     "adjudication.json", "trust", "order"}, names
     assert not any((dep.state / "evidence").glob("*")) if (dep.state / "evidence").exists() else True
 
 

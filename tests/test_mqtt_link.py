@@ -300,3 +300,30 @@ def test_tls_requires_all_paths(tmp_path: Path, missing: str) -> None:
     paths = {"ca": tmp_path / "ca", "cert": tmp_path / "c", "key": tmp_path / "k", missing: None}
     with Outbox(tmp_path / "o.db") as ob, pytest.raises(BrokerError):
         MqttLink(LinkConfig(device_id=DEV, tls=True, **paths), ob)
+
+
+def test_a_review_sent_while_the_device_is_offline_is_delivered_after(broker: Broker,
+                                                                      tmp_path: Path) -> None:
+    """Issue 11 item 9: the device's session outlives an outage (fixed client id, no clean
+    start, a session expiry of days), so a QoS 1 review sent meanwhile is not lost."""
+    received: list[tuple[str, bytes]] = []
+    centre = Subscriber(broker, (T.leaf("status"),), client_id="centre")
+    with Outbox(tmp_path / "o.db") as ob:
+        link = MqttLink(plain(broker), ob, on_message=lambda t, p: received.append((t, p)))
+        link.start()
+        assert until(lambda: link.connected)
+        # Subscribed once: a live review arrives (the positive control) ...
+        centre.client.publish(T.review, b"live-review", qos=1).wait_for_publish(5)
+        assert until(lambda: (T.review, b"live-review") in received)
+        assert link.close(drain_timeout=5) is True
+        # ... the device is away; the centre decides two alerts meanwhile.
+        for p in (b"offline-review-1", b"offline-review-2"):
+            centre.client.publish(T.review, p, qos=1).wait_for_publish(5)
+        received.clear()
+        back = MqttLink(plain(broker), ob, on_message=lambda t, p: received.append((t, p)))
+        back.start()
+        try:
+            assert until(lambda: len(received) >= 2)
+            assert received[:2] == [(T.review, b"offline-review-1"), (T.review, b"offline-review-2")]
+        finally:
+            back.close(drain_timeout=5)

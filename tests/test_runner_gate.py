@@ -97,6 +97,9 @@ class FakeWatch:
     def purge_if_ended(self, _now: datetime) -> None:
         return None
 
+    def drop_expired(self, _now: datetime) -> None:
+        return None
+
     def allowed(self, _now: datetime) -> tuple[bool, str]:
         return self.verdict
 
@@ -108,6 +111,9 @@ class FakeWatch:
 
     def order_status(self) -> dict[str, Any]:
         return {"valid": self.verdict[0]}
+
+    def trust_status(self) -> dict[str, Any]:
+        return {"version": 1, "refused": None}
 
 
 @dataclass

@@ -76,12 +76,23 @@ class Ledger:
 
     # --- the pipeline -------------------------------------------------------------------
 
-    def alert(self, event_id: str, jpeg: bytes | None, captured_at: datetime, now: datetime) -> None:
+    def alert(self, event_id: str, jpeg: bytes | None, captured_at: datetime, now: datetime,
+              count: bool = True) -> None:
+        """Evidence kept, review expected, and (``count``) the public counter raised.
+
+        Each step may be repeated (a replay after a power cut passes ``count=False``: the
+        counter is then derived from the audit log, see ``reconcile_alert_count``)."""
         retention = self.order.retention_days if self.order is not None else MAX_RETENTION_DAYS
         if jpeg is not None:
             self.evidence.put(event_id, jpeg, captured_at, retention)
-        self.transparency.alert()
+        if count:
+            self.transparency.alert()
         self.adjudicator.alert_raised(event_id, now)
+
+    def reconcile_alert_count(self, audited_at: list[datetime], now: datetime) -> None:
+        """Raise each deployment's alert counter to the audited alerts in its window, saved."""
+        self.transparency.reconcile_alerts(audited_at)
+        self.transparency.save(now)
 
     def observe_totals(self, faces_total: int, embeddings_total: int, now: datetime) -> str | None:
         """Feed cumulative counters; only the growth since the last call is counted."""

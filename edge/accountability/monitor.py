@@ -126,7 +126,7 @@ class FalseAlertMonitor:
         self._suspended = (
             f"false alerts {self._false} in {self._faces} faces = {rate:.2f} per {UNIT_FACES:,} faces,"
             f" above the order's budget of {self.budget:g}; matching suspended until a signed resume"
-            " is applied"
+            " (`edge order resume`, sent on the device's resume topic) is applied"
         )
         self._save()
         if self.audit is not None:

@@ -153,6 +153,16 @@ class Transparency:
     def alert(self) -> None:
         self._add("alerts", 1)
 
+    def reconcile_alerts(self, audited_at: list[datetime]) -> None:
+        """Each deployment counts at least the audited alerts within its window (as
+        ``edge report`` cross-checks them): a counter lost to a crash is restored."""
+        with self._lock:
+            for dep in self._deployments.values():
+                lo, hi = _parse(dep.valid_from), _parse(dep.valid_until)
+                if lo is None or hi is None:
+                    continue
+                dep.alerts = max(dep.alerts, sum(1 for t in audited_at if lo <= t < hi))
+
     def count_outcome(self, outcome: str, now: datetime) -> None:
         """An alert settled by review (see ``adjudication``); saved at once."""
         name = _OUTCOME_FIELD.get(outcome)
@@ -242,6 +252,13 @@ class Transparency:
             self._current = current if current in self._deployments else None
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise StateError(f"transparency counters {self.path} are malformed: {e}") from e
+
+
+def _parse(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def load_deployments(path: Path) -> tuple[str | None, list[Deployment]]:

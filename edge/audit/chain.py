@@ -38,6 +38,8 @@ KINDS: Final = frozenset(
         "bundle_refused",
         "bundle_expired",
         "bundle_purged",
+        "entries_expired",
+        "trust_refused",
         "config_loaded",
         "threshold_changed",
         "matching_suspended",

@@ -184,6 +184,27 @@ def bundle_purged(sink: AuditSink, now: datetime, *, bundle_id: str, version: in
     }, now)
 
 
+def entries_expired(sink: AuditSink, now: datetime, *, bundle_id: str, version: int, expired: int,
+                    remaining: int) -> dict[str, Any]:
+    """Watchlist entries passed their ``expires_at``: the matcher was rebuilt without them."""
+    return sink.append("entries_expired", {
+        "bundle_id": _token("bundle_id", bundle_id),
+        "version": _count("version", version),
+        "expired": _count("expired", expired),
+        "remaining": _count("remaining", remaining),
+    }, now)
+
+
+def trust_refused(sink: AuditSink, now: datetime, *, reason: str, kept_version: int,
+                  kept_sha256: str) -> dict[str, Any]:
+    """The trust file was not admitted (rollback, foreign root): the kept root stays."""
+    return sink.append("trust_refused", {
+        "reason": _reason(reason),
+        "kept_version": _count("kept_version", kept_version),
+        "kept_sha256": _hash("kept_sha256", kept_sha256),
+    }, now)
+
+
 # --- configuration and threshold governance ----------------------------------------
 
 

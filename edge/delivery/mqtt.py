@@ -15,8 +15,10 @@ are published in insertion order; an event leaves the outbox only on a PUBACK
 with a success reason code. A failure reason code (e.g. 0x87 not authorised)
 keeps the event, is counted and logged as an error, and the event is retried
 after ``refused_retry_s`` and after each reconnect. Each connection uses a
-fresh paho client with a clean start, so paho never replays its own in-flight
-copies on top of ours.
+fresh paho client, so paho never replays its own in-flight copies on top of ours.
+The broker side of the session is persistent (fixed client id, ``clean_start=False``,
+a session expiry of days): what the centre sends while the device is offline (QoS 1
+reviews, bundles, orders) is queued by the broker and delivered on reconnect.
 
 The retained ``<prefix>/status`` is republished on every connect; its Last
 Will, and the last message of a clean ``close``, say ``offline``.
@@ -43,7 +45,7 @@ from edge.config import BrokerConfig, StatsConfig
 from edge.delivery.outbox import Outbox, OutboxStats
 from edge.delivery.pump import OutboxPump
 from edge.delivery.retained import RetainedState
-from edge.delivery.topics import Topics
+from edge.delivery.topics import READS, Topics
 from edge.errors import BrokerError
 from edge.formats import canonical_json
 
@@ -66,7 +68,8 @@ class LinkConfig:
     key: Path | None = None
     topic_prefix: str | None = None  # default edge/<device_id> (see ``Topics``)
     keepalive: int = BrokerConfig.keepalive
-    client_id: str | None = None
+    client_id: str | None = None  # fixed (default edge-<device id>): the session is found again
+    session_expiry_s: int = BrokerConfig.session_expiry_s
     reconnect_max_s: float = BrokerConfig.reconnect_max_s  # backoff cap
     connect_timeout_s: float = 5.0
     backoff_min_s: float = 0.5
@@ -74,7 +77,7 @@ class LinkConfig:
     refused_retry_s: float = 60.0
     stats_interval_s: float = StatsConfig.interval_s
     stats_qos: int = 0
-    subscriptions: tuple[str, ...] = ("bundle", "review")
+    subscriptions: tuple[str, ...] = READS
 
     @property
     def topics(self) -> Topics:
@@ -165,12 +168,14 @@ class MqttLink:
         self._thread.start()
         return self
 
-    def queue_alert(self, build: Callable[[int], bytes]) -> tuple[int, int]:
+    def queue_alert(self, build: Callable[[int], bytes],
+                    journal: Callable[[int], bytes] | None = None) -> tuple[int, int]:
         """Persist an alert built by ``build(seq)`` and wake the link; returns (outbox id, seq).
 
-        Raises :class:`OutboxFullError` when the outbox refuses it (nothing is consumed).
+        ``journal``: see ``Outbox.put_alert``. Raises :class:`OutboxFullError` when the
+        outbox refuses it (nothing is consumed).
         """
-        event_id, seq = self.outbox.put_alert(self.config.topics.alerts, build)
+        event_id, seq = self.outbox.put_alert(self.config.topics.alerts, build, journal=journal)
         self.wake()
         return event_id, seq
 
@@ -372,8 +377,8 @@ class MqttLink:
                     cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
                 )
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 0
-            client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=True,
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive, clean_start=False,
                            properties=props)
         except (OSError, ValueError, ssl.SSLError) as e:
             self._last_error = f"connect to {cfg.host}:{cfg.port}: {e}"

@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    record BLOB NOT NULL
+);
 """
 
 COUNTER_NAMES: Final = ("dropped_telemetry", "refused_alerts", "acked", "alert_seq")
@@ -128,21 +132,25 @@ class Outbox:
         event_id, _ = self._insert(kind, topic, lambda _seq: payload, qos, with_seq=False)
         return event_id
 
-    def put_alert(self, topic: str, build: Callable[[int], bytes], qos: int = 1) -> tuple[int, int]:
+    def put_alert(self, topic: str, build: Callable[[int], bytes], qos: int = 1,
+                  journal: Callable[[int], bytes] | None = None) -> tuple[int, int]:
         """Persist an alert numbered with the next per-device ``seq``; returns (id, seq).
 
         ``build(seq)`` makes the payload. The seq is allocated in the same
         transaction as the insert: it survives restarts, and a refused alert
         (:class:`OutboxFullError`) does not consume one, so consumers see no gap
-        that is not a real loss.
+        that is not a real loss. ``journal(seq)``, if given, is kept in the same
+        transaction until :meth:`journal_done` (what the device must still record about
+        the alert: a power cut before that is reconciled at the next start).
         """
-        event_id, seq = self._insert("alert", topic, build, qos, with_seq=True)
+        event_id, seq = self._insert("alert", topic, build, qos, with_seq=True, journal=journal)
         if event_id is None:  # pragma: no cover - alerts are refused, never dropped
             raise OutboxError("outbox dropped an alert")
         return event_id, seq
 
     def _insert(
-        self, kind: str, topic: str, build: Callable[[int], bytes], qos: int, with_seq: bool
+        self, kind: str, topic: str, build: Callable[[int], bytes], qos: int, with_seq: bool,
+        journal: Callable[[int], bytes] | None = None,
     ) -> tuple[int | None, int]:
         if qos not in (0, 1, 2):
             raise OutboxError(f"invalid qos {qos}")
@@ -171,6 +179,9 @@ class Outbox:
                     )
                     if with_seq:
                         self._bump("alert_seq")
+                    if journal is not None:
+                        self._db.execute("INSERT INTO journal (seq, record) VALUES (?, ?)",
+                                         (seq, sqlite3.Binary(journal(seq))))
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -221,6 +232,24 @@ class Outbox:
         self._count, self._bytes, self._alerts = int(row[0]), int(row[1]), int(row[2])
         for name, value in self._db.execute("SELECT name, value FROM counters"):
             self._counters[str(name)] = int(value)
+
+    # --- the alert journal ------------------------------------------------------
+
+    def journal(self) -> list[tuple[int, bytes]]:
+        """(seq, record) of alerts committed here whose recording is not yet done."""
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT seq, record FROM journal ORDER BY seq").fetchall()
+            except sqlite3.Error as e:
+                raise OutboxError(f"outbox read failed: {e}") from e
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def journal_done(self, seq: int) -> None:
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM journal WHERE seq = ?", (seq,))
+            except sqlite3.Error as e:
+                raise OutboxError(f"outbox write failed: {e}") from e
 
     # --- reading and acknowledging ----------------------------------------------
 

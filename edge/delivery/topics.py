@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ROOT = "edge"  # the fleet's topic root; a device's default prefix is ROOT/<device id>
+# The leaves a device reads (subscribes to); the broker ACL grants exactly these as ``read``.
+READS: tuple[str, ...] = ("bundle", "review", "order", "revocations", "resume")
 
 
 def _normalise(prefix: str) -> str:
@@ -52,6 +54,21 @@ class Topics:
     @property
     def review(self) -> str:
         return self.leaf("review")
+
+    @property
+    def order(self) -> str:
+        """Retained signed deployment order (as well as the order file)."""
+        return self.leaf("order")
+
+    @property
+    def revocations(self) -> str:
+        """Retained signed revocation list of order ids."""
+        return self.leaf("revocations")
+
+    @property
+    def resume(self) -> str:
+        """Signed resume: the only way a false-alert suspension is lifted."""
+        return self.leaf("resume")
 
     # ... and both, for the selftest's round trip.
     @property

@@ -69,6 +69,7 @@ class Counters:
     matches: int = 0  # embeddings above threshold (before the track decision)
     decisions: int = 0
     suppressed: int = 0
+    expired_matches: int = 0  # above threshold, but the entry's expires_at <= captured_at: dropped
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -94,13 +95,26 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _crop_with_margin(image: RGBImage, box: Box, margin: float = 0.4) -> RGBImage:
+def _crop_with_margin(image: RGBImage, box: Box, others: Sequence[Box] = (),
+                      margin: float = 0.4) -> RGBImage:
+    """The face with a margin, every other detected face inside it blanked (a bystander
+    must not ride in the alert); the face's own box is kept whole."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = box
     mx, my = margin * (x1 - x0), margin * (y1 - y0)
     xa, ya = max(0, int(x0 - mx)), max(0, int(y0 - my))
     xb, yb = min(w, int(x1 + mx) + 1), min(h, int(y1 + my) + 1)
-    return np.ascontiguousarray(image[ya:yb, xa:xb])
+    crop = np.array(image[ya:yb, xa:xb], copy=True)
+    for o in others:
+        bx0, by0 = max(xa, int(o[0])), max(ya, int(o[1]))
+        bx1, by1 = min(xb, int(np.ceil(o[2])) + 1), min(yb, int(np.ceil(o[3])) + 1)
+        if bx1 > bx0 and by1 > by0:
+            crop[by0 - ya:by1 - ya, bx0 - xa:bx1 - xa] = 0
+    fx0, fy0 = max(xa, int(x0)), max(ya, int(y0))
+    fx1, fy1 = min(xb, int(np.ceil(x1))), min(yb, int(np.ceil(y1)))
+    if fx1 > fx0 and fy1 > fy0:
+        crop[fy0 - ya:fy1 - ya, fx0 - xa:fx1 - xa] = image[fy0:fy1, fx0:fx1]
+    return np.ascontiguousarray(crop)
 
 
 class Recognizer:
@@ -169,23 +183,29 @@ class Recognizer:
         if todo and matcher is not None:
             embeddings = self.p.embedder.embed(np.stack([t[3] for t in todo]))
             c.embeddings += len(todo)
-            decisions = self._match(frame, todo, embeddings, matcher)
+            decisions = self._match(frame, todo, embeddings, matcher, [d.box for d in dets])
         for t in update.ended:
             self._end_track(t.track_id)
         return decisions
 
     def _match(self, frame: Frame, todo: Sequence[tuple[int, Detection, float, RGBImage]],
-               embeddings: FloatArray, matcher: Matcher) -> list[Decision[Evidence]]:
+               embeddings: FloatArray, matcher: Matcher, boxes: Sequence[Box]
+               ) -> list[Decision[Evidence]]:
         out: list[Decision[Evidence]] = []
         for (track_id, det, q, _chip), result in zip(todo, matcher.match_many(embeddings), strict=True):
             subject: str | None = None
             evidence: Evidence | None = None
             score = 0.0
-            if result is not None and result.matched:  # score >= the matcher's effective threshold
+            if result is not None and result.matched and result.entry.expires_at <= frame.captured_at:
+                # The entry expired before this frame (the matcher is rebuilt only now and then).
+                self.counters.expired_matches += 1
+            elif result is not None and result.matched:  # score >= the effective threshold
                 subject, score = result.entry.subject_ref, result.score
                 self.counters.matches += 1
+                others = [b for b in boxes if b is not det.box]
                 evidence = Evidence(frame.captured_at, det.box, q, det.score, result.margin,
-                                    result.entry.category, _crop_with_margin(frame.image, det.box))
+                                    result.entry.category,
+                                    _crop_with_margin(frame.image, det.box, others))
             decision = self.p.decider.observe(track_id, subject, score, frame.ts, evidence)
             if decision is not None:
                 self.counters.decisions += 1

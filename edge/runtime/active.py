@@ -12,6 +12,9 @@ a combination the card says cannot meet the order keeps recognition off, saying 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,23 +26,51 @@ from edge.accountability.monitor import DEFAULT_BUDGET
 from edge.config import Config
 from edge.errors import OperatingPointError, SignedDocumentError, StateError
 from edge.formats import iso_utc
+from edge.fsutil import atomic_write
 from edge.perception.manifest import Manifest
 from edge.pipeline.matcher import Matcher
 from edge.watchlist.bundle import DeviceIdentity, VerifiedBundle
 from edge.watchlist.context import VerificationContext, load_context, read_file
 from edge.watchlist.model import Recogniser
 from edge.watchlist.operating import OperatingPoint, operating_point
-from edge.watchlist.order import DeploymentOrder
-from edge.watchlist.state import BundleStore, purge_bundle
+from edge.watchlist.order import DeploymentOrder, Resume, Revocations, verify_order
+from edge.watchlist.orderstate import OrderStore
+from edge.watchlist.state import BundleStore, TrustStore, purge_bundle
+from edge.watchlist.trust import TrustRoot
 
 log = logging.getLogger(__name__)
 
 
-def device_context(cfg: Config, manifest: Manifest) -> VerificationContext:
-    """The device's verification context: what ``edge run`` and ``edge selftest`` verify with."""
+def device_context(cfg: Config, manifest: Manifest, trust: TrustRoot | None = None) -> VerificationContext:
+    """The device's verification context: what ``edge run`` and ``edge selftest`` verify with.
+
+    ``trust``: the root ``admit_trust`` kept (``edge run``); None reads the trust file as is.
+    """
     return load_context(trust_file=cfg.trust.trust_file, device_key=cfg.trust.device_key,
                         identity=DeviceIdentity(cfg.device.id, cfg.device.fleet_id),
-                        manifest=manifest, family=cfg.models.embedder)
+                        manifest=manifest, family=cfg.models.embedder, trust=trust)
+
+
+@dataclass(frozen=True)
+class TrustAdmission:
+    root: TrustRoot
+    refused: str | None = None  # why the trust file was not taken; the kept root is used
+
+
+def admit_trust(cfg: Config) -> TrustAdmission:
+    """The trust root to run with: the trust file if the kept root admits it (first root,
+    or a rotation by its rules), else the kept root with the refusal (status and audit)."""
+    data = read_file(cfg.trust.trust_file, "trust file", "provision it with `edge trust init`")
+    store = TrustStore(cfg.state.dir / "trust")
+    try:
+        return TrustAdmission(store.admit(data))
+    except SignedDocumentError as e:
+        kept = store.current()
+        if kept is None:
+            raise
+        reason = f"{type(e).__name__}: {e}"
+        log.error("trust file refused, keeping the accepted root v%d: %s", kept.version, reason)
+        return TrustAdmission(kept, reason)
 
 
 def from_config(cfg: Config, ctx: VerificationContext, rec: Recogniser) -> ActiveWatchlist:
@@ -55,6 +86,11 @@ class Activation:
     matcher: Matcher
     operating: OperatingPoint | None  # None: refused, see ``refusal``
     refusal: str | None = None
+
+    @functools.cached_property
+    def next_expiry(self) -> datetime | None:
+        """The earliest ``expires_at`` among the entries the matcher holds."""
+        return min((e.expires_at for e in self.matcher.entries), default=None)
 
 
 class ActiveWatchlist:
@@ -72,11 +108,14 @@ class ActiveWatchlist:
         self.bundle_file = bundle_file
         self.raise_to = threshold
         self.store = BundleStore(state_dir / "bundle")
+        self.orders = OrderStore(state_dir / "order")
+        self.kept_order = state_dir / "order" / "order-topic.json"  # the last order taken by topic
         self.active: Activation | None = None
         self.order: DeploymentOrder | None = None
         self.order_error: str | None = None
         self.bundle_error: str | None = None
         self.file_deleted = False
+        self.trust_refused: str | None = None  # the trust file was refused; the kept root runs
 
     def _activate(self, verified: VerifiedBundle, now: datetime) -> Activation:
         op: OperatingPoint | None = None
@@ -102,6 +141,20 @@ class ActiveWatchlist:
             budget_per_10k=DEFAULT_BUDGET if budget is None else float(budget),
             min_found=None if order is None else order.min_found)
 
+    def next_expiry(self) -> datetime | None:
+        """When the first entry still matched expires (the matcher must be rebuilt then)."""
+        return None if self.active is None else self.active.next_expiry
+
+    def drop_expired(self, now: datetime) -> tuple[Activation, int] | None:
+        """Rebuild the matcher without the entries expired at ``now``: the new activation
+        and how many entries left it; None if none expired."""
+        nxt = self.next_expiry()
+        if self.active is None or nxt is None or now < nxt:
+            return None
+        before = len(self.active.matcher)
+        act = self._activate(self.active.bundle, now)
+        return act, before - len(act.matcher)
+
     # --- start-up --------------------------------------------------------------------
 
     def load(self, now: datetime) -> None:
@@ -119,18 +172,70 @@ class ActiveWatchlist:
             log.error("no usable watchlist bundle: %s", self.bundle_error)
 
     def reload_order(self, now: datetime | None = None) -> None:
-        """Read the order file; with ``now``, work the active bundle's operating point out again."""
+        """Take the newest of the order file and the last order taken by topic (by
+        ``order_seq``), checked against the kept order state (replay, revocation); with
+        ``now``, work the active bundle's operating point out again for it."""
         try:
             data = read_file(self.order_file, "deployment order", "install a signed order")
-            self.order = self.ctx.verify_order(data)
+            with contextlib.suppress(OSError, SignedDocumentError):
+                kept = self.kept_order.read_bytes()
+                fleet = self.ctx.identity.fleet_id
+                if verify_order(kept, self.ctx.trust, fleet).order_seq > self._seq_or_zero(data):
+                    data = kept
+            self.order = self.orders.admit_order(data, self.ctx.trust, self.ctx.identity.fleet_id)
             self.order_error = None
         except (SignedDocumentError, StateError) as e:
             self.order, self.order_error = None, f"{type(e).__name__}: {e}"
             log.error("no valid deployment order: %s", self.order_error)
-        if now is not None and self.active is not None:
-            self._activate(self.active.bundle, now)
+        if now is not None:
+            self.refresh_operating(now)
+
+    def refresh_operating(self, now: datetime) -> Activation | None:
+        """Work the active bundle's operating point out again (the order changed)."""
+        return None if self.active is None else self._activate(self.active.bundle, now)
+
+    def _seq_or_zero(self, data: bytes) -> int:
+        try:
+            return verify_order(data, self.ctx.trust, self.ctx.identity.fleet_id).order_seq
+        except SignedDocumentError:
+            return 0
+
+    def install_order(self, data: bytes) -> DeploymentOrder | None:
+        """An order from the retained topic: admitted (replay, revocation) and kept for the
+        next start. Returns the order when it replaces the running one, None if it is the same."""
+        order = self.orders.admit_order(data, self.ctx.trust, self.ctx.identity.fleet_id)
+        if self.order is not None and order.content_sha256 == self.order.content_sha256:
+            return None
+        try:
+            self.kept_order.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.kept_order, data)
+        except OSError as e:
+            raise StateError(f"cannot keep the order taken by topic in {self.kept_order}: {e}") from e
+        self.order, self.order_error = order, None
+        return order
+
+    def install_revocations(self, data: bytes) -> tuple[Revocations, DeploymentOrder | None]:
+        """A signed revocation list; returns it and the running order it revoked (dropped), if any."""
+        rev = self.orders.admit_revocations(data, self.ctx.trust, self.ctx.identity.fleet_id)
+        order = self.order
+        if order is None or order.order_id not in rev.order_ids:
+            return rev, None
+        self.order = None
+        self.order_error = f"order {order.order_id} revoked by revocation list {rev.list_seq}"
+        log.warning("deployment %s", self.order_error)
+        return rev, order
+
+    def admit_resume(self, data: bytes) -> Resume:
+        return self.orders.admit_resume(data, self.ctx.trust, self.ctx.identity.device_id, self.order)
 
     # --- running ---------------------------------------------------------------------
+
+    def is_active(self, data: bytes) -> bool:
+        """``data`` is exactly the bundle already active (a retained copy on reconnect)."""
+        if self.active is None:
+            return False
+        inst = self.store.installed()
+        return inst is not None and inst.file_sha256 == hashlib.sha256(data).hexdigest()
 
     def install(self, data: bytes, now: datetime) -> Activation:
         """Verify and activate a pushed bundle; on any error the active one stays."""
@@ -184,6 +289,10 @@ class ActiveWatchlist:
         return {"id": h.bundle_id, "version": h.version, "expires_at": iso_utc(h.expires_at),
                 "entries": len(self.active.matcher), "threshold": self.active.matcher.threshold,
                 "operating_point": None if op is None else op.to_json()}
+
+    def trust_status(self) -> dict[str, Any]:
+        t = self.ctx.trust
+        return {"version": t.version, "sha256": t.content_sha256, "refused": self.trust_refused}
 
     def order_status(self) -> dict[str, Any] | None:
         if self.order is None:

@@ -35,8 +35,14 @@ def audit_loaded(dev: Device, now: datetime) -> None:
         refused=None if act.refusal is None else act.refusal[:audit_records.MAX_REASON])
 
 
-def install_pushed(dev: Device, data: bytes, now: datetime) -> None:
-    """Verify and activate a pushed bundle; a refusal is audited and raised, the old one stays."""
+def install_pushed(dev: Device, data: bytes, now: datetime) -> bool:
+    """Verify and activate a pushed bundle; a refusal is audited and raised, the old one stays.
+
+    The bundle already active (the retained copy, again on every reconnect) is a no-op:
+    returns False, nothing verified, written or audited.
+    """
+    if dev.watch.is_active(data):
+        return False
     sha = hashlib.sha256(data).hexdigest()
     try:
         act = dev.watch.install(data, now)
@@ -46,6 +52,21 @@ def install_pushed(dev: Device, data: bytes, now: datetime) -> None:
     dev.recognizer.set_matcher(act.matcher)
     audit_loaded(dev, now)
     dev.ledger.set_watchlist_size(len(act.matcher))
+    return True
+
+
+def drop_expired(dev: Device, now: datetime) -> int:
+    """Entries past their ``expires_at``: matcher rebuilt without them, audited; returns how many."""
+    dropped = dev.watch.drop_expired(now)
+    if dropped is None:
+        return 0
+    act, expired = dropped
+    dev.recognizer.set_matcher(act.matcher)
+    h = act.bundle.header
+    audit_records.entries_expired(dev.audit, now, bundle_id=h.bundle_id, version=h.version,
+                                  expired=expired, remaining=len(act.matcher))
+    dev.ledger.set_watchlist_size(len(act.matcher))
+    return expired
 
 
 def purge_if_ended(dev: Device, now: datetime) -> bool:

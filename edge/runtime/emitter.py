@@ -6,19 +6,19 @@ place the crop is base64-encoded; the evidence store keeps the raw JPEG.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
 
-from edge.audit import records as audit_records
 from edge.config import AlertsConfig
 from edge.delivery.alert import MatchFacts, Provenance, alert_bytes, build_alert, encode_crop, uuid7
 from edge.errors import EdgeError, OutboxFullError
 from edge.perception.types import Frame
 from edge.pipeline.decision import Decision
 from edge.pipeline.recognizer import Evidence
+from edge.runtime import journal
+from edge.runtime.journal import PendingAlert
 from edge.runtime.status import RunStats
 from edge.runtime.wiring import Device
 
@@ -65,19 +65,29 @@ class AlertEmitter:
         def payload(seq: int) -> bytes:
             return alert_bytes(build_alert(prov, facts, seq, event_id, jpeg))
 
+        def pending(seq: int) -> PendingAlert:
+            return PendingAlert(str(event_id), seq, decision.subject, prov.bundle_id,
+                                prov.bundle_version, ev.captured_at, jpeg)
+
         try:
-            outbox_id, seq = dev.link.queue_alert(payload)
+            outbox_id, seq = dev.link.queue_alert(payload, lambda seq: pending(seq).encode())
         except OutboxFullError as e:
             self.stats.alerts_refused += 1
-            log.critical("ALERT NOT QUEUED: %s", e)
+            log.critical("ALERT NOT QUEUED: event %s subject %s lost: %s", event_id, decision.subject, e)
+            return
+        except (EdgeError, OSError) as e:  # a disk fault: the alert in hand is lost, say so
+            self.stats.alerts_refused += 1
+            log.critical("ALERT NOT QUEUED: event %s subject %s lost: %s: %s", event_id,
+                         decision.subject, type(e).__name__, e)
             return
         self._sent_at[outbox_id] = frame.received or time.monotonic()
         self.stats.alerts += 1
-        dev.ledger.alert(str(event_id), jpeg, ev.captured_at, self.clock())
-        with contextlib.suppress(EdgeError):  # the alert itself is already durable
-            audit_records.alert(dev.audit, self.clock(), event_id=str(event_id), seq=seq,
-                                subject_ref=decision.subject, bundle_id=prov.bundle_id,
-                                bundle_version=prov.bundle_version)
+        try:
+            journal.record(dev.outbox, dev.ledger, dev.audit, pending(seq), self.clock())
+        except (EdgeError, OSError) as e:  # durable and delivered; its record waits for the next start
+            self.stats.alerts_unrecorded += 1
+            log.critical("alert %s seq=%d queued but not recorded (%s: %s); the next start records it",
+                         event_id, seq, type(e).__name__, e)
         log.warning("possible match %s seq=%d subject=%s score=%.3f track=%d", event_id, seq,
                     decision.subject, decision.best.score, decision.track_id)
 

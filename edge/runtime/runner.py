@@ -17,19 +17,21 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import FrameType
 
 from edge.audit import records as audit_records
 from edge.config import Config
-from edge.errors import CameraError, EdgeError, SignedDocumentError
+from edge.delivery.topics import READS, Topics
+from edge.errors import CameraError, EdgeError
 from edge.formats import canonical_json
-from edge.runtime.bundles import install_pushed, purge_if_ended
+from edge.fsutil import free_bytes
+from edge.runtime.bundles import audit_loaded, drop_expired, install_pushed, purge_if_ended
 from edge.runtime.emitter import AlertEmitter
 from edge.runtime.notify import Notifier
 from edge.runtime.status import Gate, RunStats, run_summary, stats_payload, status_line, status_payload
-from edge.runtime.wiring import Device, build_device, close_device
+from edge.runtime.wiring import Device, audit_order, build_device, close_device
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,10 @@ class Runner:
         self.gate = Gate()
         self.stats = RunStats()
         self._device = device
-        self._bundles: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-        self._reviews: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.topics = Topics.for_device(cfg.device.id, cfg.broker.topic_prefix)
+        # Messages by leaf (bundle, review, order, revocations, resume), for the main thread.
+        self._inbox: dict[str, queue.SimpleQueue[bytes]] = {
+            leaf: queue.SimpleQueue() for leaf in READS}
         self.emitter: AlertEmitter | None = None
         self._error: BaseException | None = None
         self._source_done = threading.Event()
@@ -101,6 +105,7 @@ class Runner:
             self.stop.wait(0.25 if wd is None else min(0.25, wd / 2))
             now = time.monotonic()
             self._install_pushed_bundles()
+            self._apply_order_messages()
             self._apply_reviews()
             self._refresh_gate()
             if now >= next_status:
@@ -109,16 +114,22 @@ class Runner:
                 self.notifier.status(status_line(self.gate, self.dev))
                 next_status = now + self.cfg.stats.status_interval_s
             if now >= next_housekeeping:
-                purged = self.dev.ledger.housekeeping(self.clock())
-                if purged:
-                    log.info("retention: %d evidence item(s) purged", purged)
                 next_housekeeping = now + 3600.0
+                try:
+                    purged = self.dev.ledger.housekeeping(self.clock())
+                    if purged:
+                        log.info("retention: %d evidence item(s) purged", purged)
+                except EdgeError as e:  # e.g. a full disk: retried at the next round
+                    log.error("housekeeping failed: %s", e)
             if now >= next_checkpoint:
                 self._checkpoint()
                 next_checkpoint = now + self.cfg.stats.checkpoint_interval_s
             if now >= next_stats:
-                self.dev.link.publish_stats(stats_payload(self.stats, self.dev, self.clock()))
                 next_stats = now + self.cfg.stats.interval_s
+                try:
+                    self.dev.link.publish_stats(stats_payload(self.stats, self.dev, self.clock()))
+                except EdgeError as e:  # telemetry only; the outbox could not take it
+                    log.error("stats not queued: %s", e)
             # Ping only while frames flow and the MQTT thread turns: a wedged
             # pipeline must let systemd's WatchdogSec restart us.
             if worker.is_alive() and now - self.stats.processed_at < 10.0 and self.dev.link.alive():
@@ -192,10 +203,10 @@ class Runner:
     # --- MQTT callbacks (run on the link thread: hand off, never block) ----------------
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic.endswith("/bundle"):
-            self._bundles.put(payload)
-        elif topic.endswith("/review"):
-            self._reviews.put(payload)
+        for leaf, q in self._inbox.items():
+            if topic == self.topics.leaf(leaf):
+                q.put(payload)
+                return
 
     def _on_ack(self, outbox_id: int) -> None:
         if self.emitter is not None:
@@ -203,31 +214,99 @@ class Runner:
 
     # --- main-thread duties ------------------------------------------------------------
 
-    def _install_pushed_bundles(self) -> None:
+    def _messages(self, leaf: str) -> Iterator[bytes]:
+        q = self._inbox[leaf]
         while True:
             try:
-                data = self._bundles.get_nowait()
+                yield q.get_nowait()
             except queue.Empty:
                 return
+
+    def _handle(self, leaf: str, payload: bytes, apply: Callable[[bytes], str | None]) -> None:
+        """Apply one message; whatever it raises is logged and counted, and the loop goes on
+        (a retained message that kills the runner would kill every restart)."""
+        try:
+            done = apply(payload)
+            if done:
+                log.info("%s message: %s", leaf, done)
+        except EdgeError as e:
+            self.stats.message_refused(leaf, f"{type(e).__name__}: {e}")
+            log.error("%s message refused: %s", leaf, self.stats.last_message_error)
+        except Exception as e:  # a parser or handler bug must not take the device down
+            self.stats.message_refused(leaf, f"{type(e).__name__}: {str(e)[:200]}")
+            log.exception("%s message crashed its handler (dropped)", leaf)
+
+    def _install_pushed_bundles(self) -> None:
+        for data in self._messages("bundle"):
             self.stats.bundle_pushes += 1
-            try:
-                install_pushed(self.dev, data, self.clock())
-                self.stats.last_bundle_error = None
-                log.info("pushed bundle installed: %s", self.dev.watch.summary())
-            except SignedDocumentError as e:
-                self.stats.bundle_refusals += 1
-                self.stats.last_bundle_error = f"{type(e).__name__}: {e}"
-                log.error("pushed bundle refused, keeping the active one: %s", self.stats.last_bundle_error)
-            except EdgeError as e:
-                self.stats.bundle_refusals += 1
-                self.stats.last_bundle_error = f"{type(e).__name__}: {e}"
-                log.error("pushed bundle not installed: %s", e)
+            self._handle("bundle", data, self._install_bundle)
             self._publish_status()
+
+    def _install_bundle(self, data: bytes) -> str | None:
+        try:
+            if not install_pushed(self.dev, data, self.clock()):
+                return None  # the active bundle again (retained, on reconnect): nothing to do
+        except EdgeError as e:
+            self.stats.bundle_refusals += 1
+            self.stats.last_bundle_error = f"{type(e).__name__}: {e}"
+            raise
+        self.stats.last_bundle_error = None
+        return f"pushed bundle installed: {self.dev.watch.summary()}"
+
+    def _apply_order_messages(self) -> None:
+        for data in self._messages("order"):
+            self._handle("order", data, self._install_order)
+        for data in self._messages("revocations"):
+            self._handle("revocations", data, self._install_revocations)
+        for data in self._messages("resume"):
+            self._handle("resume", data, self._apply_resume)
+
+    def _install_order(self, data: bytes) -> str | None:
+        try:
+            order = self.dev.watch.install_order(data)
+        except EdgeError as e:
+            with contextlib.suppress(EdgeError):
+                audit_records.order_refused(self.dev.audit, self.clock(),
+                                            reason=f"{type(e).__name__}: {e}"[:250])
+            raise
+        if order is None:
+            return None
+        now = self.clock()
+        audit_order(self.dev.audit, self.dev.watch, now)
+        self.dev.ledger.begin(order, now)
+        act = self.dev.watch.refresh_operating(now)  # the order's budget sets the threshold
+        if act is not None:
+            self.dev.recognizer.set_matcher(act.matcher)
+            audit_loaded(self.dev, now)
+        self._refresh_gate()
+        return f"order {order.order_id} (order_seq {order.order_seq}) taken from the topic"
+
+    def _install_revocations(self, data: bytes) -> str | None:
+        rev, revoked = self.dev.watch.install_revocations(data)
+        if revoked is None:
+            return f"revocation list {rev.list_seq} kept; the running order is not on it"
+        audit_records.order_refused(self.dev.audit, self.clock(), order_id=revoked.order_id,
+                                    sha256=revoked.content_sha256,
+                                    reason=f"revoked by revocation list {rev.list_seq}")
+        self._refresh_gate()
+        return f"order {revoked.order_id} revoked (list {rev.list_seq}): recognition stopped"
+
+    def _apply_resume(self, data: bytes) -> str | None:
+        resume = self.dev.watch.admit_resume(data)
+        self.dev.ledger.resume(resume, self.clock())
+        self._refresh_gate()
+        return f"signed resume {resume.resume_seq} by {resume.decided_by} applied"
 
     def _refresh_gate(self) -> None:
         now = self.clock()
         purge_if_ended(self.dev, now)  # the gate below turns off and publishes the status
+        try:
+            drop_expired(self.dev, now)  # entries past expires_at leave the matcher
+        except EdgeError as e:
+            log.error("expired entries dropped, not audited: %s", e)
         active, reason = self.dev.watch.allowed(now)
+        if active:
+            active, reason = self._disk_allows(reason)
         suspended = self.dev.ledger.suspended
         changed = (active, reason, suspended) != (self.gate.active, self.gate.reason, self.gate.suspended)
         if changed:
@@ -241,6 +320,15 @@ class Runner:
             self.dev.link.set_retained("lfr", self.dev.ledger.lfr_payload(running, now))
             self._publish_status()
 
+    def _disk_allows(self, reason: str) -> tuple[bool, str]:
+        """Recognition stops while the state disk is below its reserve (an alert must be recordable)."""
+        reserve = int(self.cfg.state.reserve_mb * 1024 * 1024)
+        free = free_bytes(self.cfg.state.dir)
+        if free is not None and free < reserve:
+            return False, (f"state disk below its reserve: {free / 2**20:.1f} MiB free,"
+                           f" {self.cfg.state.reserve_mb:g} MiB kept")
+        return True, reason
+
     def _account(self) -> None:
         """Feed the transparency counters and the false-alert monitor; publish the figures."""
         now = self.clock()
@@ -250,17 +338,12 @@ class Runner:
         self.dev.link.set_retained("transparency", self.dev.ledger.public_payload(now))
 
     def _apply_reviews(self) -> None:
-        while True:
-            try:
-                payload = self._reviews.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                applied = self.dev.ledger.review(payload, self.clock())
-                log.info("review applied: %s", applied)
-            except EdgeError as e:
-                log.error("review message refused: %s", e)
+        for payload in self._messages("review"):
+            self._handle("review", payload, self._apply_review)
             self._refresh_gate()  # a false alert may have tipped the monitor
+
+    def _apply_review(self, payload: bytes) -> str:
+        return f"review applied: {self.dev.ledger.review(payload, self.clock())}"
 
     def _checkpoint(self) -> None:
         key = self.dev.signing_key
@@ -268,11 +351,12 @@ class Runner:
             return
         try:
             statement = self.dev.audit.checkpoint(key, self.clock())
-        except EdgeError as e:
-            log.error("audit checkpoint failed: %s", e)
+            payload = canonical_json(statement)
+            self.dev.outbox.put("checkpoint", self.dev.link.config.topics.checkpoint, payload, 1)
+        except EdgeError as e:  # a full outbox too: the log keeps the checkpoint record
+            self.stats.checkpoints_not_queued += 1
+            log.error("audit checkpoint not queued: %s", e)
             return
-        payload = canonical_json(statement)
-        self.dev.outbox.put("checkpoint", self.dev.link.config.topics.checkpoint, payload, 1)
         self.dev.link.wake()
 
     def _publish_status(self) -> None:

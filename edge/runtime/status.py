@@ -41,7 +41,8 @@ class Gate:
 class RunStats:
     started: float = field(default_factory=time.monotonic)
     alerts: int = 0
-    alerts_refused: int = 0
+    alerts_refused: int = 0  # lost: not queued (outbox full, disk fault)
+    alerts_unrecorded: int = 0  # queued, record deferred to the next start (disk fault)
     bundle_pushes: int = 0
     bundle_refusals: int = 0
     last_bundle_error: str | None = None
@@ -49,6 +50,13 @@ class RunStats:
     first_frame_at: float = 0.0
     fps: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    checkpoints_not_queued: int = 0
+    messages_refused: dict[str, int] = field(default_factory=dict)  # by topic leaf
+    last_message_error: str | None = None
+
+    def message_refused(self, leaf: str, why: str) -> None:
+        self.messages_refused[leaf] = self.messages_refused.get(leaf, 0) + 1
+        self.last_message_error = f"{leaf}: {why}"[:300]
 
 
 def status_line(gate: Gate, dev: Device) -> str:
@@ -69,6 +77,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
         "suspended": gate.suspended,
         "bundle": dev.watch.bundle_status(),
         "order": dev.watch.order_status(),
+        "trust": dev.watch.trust_status(),
         "model": {"embedder": dev.embedder_id, "detector": dev.detector_id, "space": dev.model.id,
                   "sha256": dev.model.sha256, "recogniser": dev.watch.recogniser.to_json()},
         "backend": dev.backend,
@@ -78,6 +87,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
                    "warning": health.outbox.warning, "refused_alerts": health.outbox.refused_alerts},
         "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
         "last_bundle_error": stats.last_bundle_error,
+        "messages": {"refused": dict(stats.messages_refused), "last_error": stats.last_message_error},
         "updated_at": iso_utc(now),
     }
 
@@ -94,6 +104,7 @@ def stats_payload(stats: RunStats, dev: Device, now: datetime) -> dict[str, Any]
         "frames_dropped": dev.capture.dropped,
         "alerts": stats.alerts,
         "alerts_refused": stats.alerts_refused,
+        "alerts_unrecorded": stats.alerts_unrecorded,
         "bundle_refusals": stats.bundle_refusals,
         "fps": round(stats.fps, 2),
     }

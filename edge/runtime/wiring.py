@@ -36,7 +36,8 @@ from edge.pipeline.decision import TrackDecider
 from edge.pipeline.motion import MotionGate
 from edge.pipeline.recognizer import Recognizer, RecognizerParts
 from edge.pipeline.track import FaceSelector, IoUTracker
-from edge.runtime.active import ActiveWatchlist, device_context
+from edge.runtime import journal
+from edge.runtime.active import ActiveWatchlist, admit_trust, device_context
 from edge.runtime.active import from_config as active_from_config
 from edge.runtime.bundles import audit_loaded
 from edge.sources import open_source
@@ -82,7 +83,10 @@ class Device:
 
 def close_device(dev: Device, now: datetime, reason: str) -> None:
     """The last step of a run: ledger closed, stop audited, outbox and audit log closed."""
-    dev.ledger.close(now)
+    try:
+        dev.ledger.close(now)
+    except EdgeError as e:  # e.g. a full disk; the counters are derived again at start
+        log.error("ledger not saved at stop: %s", e)
     with contextlib.suppress(EdgeError):
         audit_records.stop(dev.audit, now, reason=reason)
     dev.outbox.close()
@@ -93,7 +97,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:100] or "unnamed"
 
 
-def _audit_order(audit: AuditLog, watch: ActiveWatchlist, now: datetime) -> None:
+def audit_order(audit: AuditLog, watch: ActiveWatchlist, now: datetime) -> None:
     o = watch.order
     if o is None:
         audit_records.order_refused(audit, now, reason=(watch.order_error or "missing")[:250])
@@ -110,8 +114,15 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     now = clock()
     state_dir = cfg.state.dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog.open(state_dir / "audit", cfg.device.id, now)
-    audit_records.start(audit, now, device_id=cfg.device.id, software_version=__version__)
+    # The outbox first: a corrupt one refuses the start before anything is audited, so a
+    # restart loop does not fill the log (``edge outbox quarantine`` moves it aside).
+    outbox = Outbox(state_dir / "outbox.sqlite3", cfg.outbox.max_events, cfg.outbox.max_bytes)
+    try:
+        audit = AuditLog.open(state_dir / "audit", cfg.device.id, now)
+        audit_records.start(audit, now, device_id=cfg.device.id, software_version=__version__)
+    except BaseException:
+        outbox.close()
+        raise
 
     mc = cfg.models
     manifest = load_manifest(mc.dir)
@@ -124,14 +135,22 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     embedder = ManifestEmbedder.from_models_dir(
         manifest.models_dir, variant=_variant(mc.embedder_variant), family=mc.embedder,
         delegate_loader=loader, num_threads=mc.threads)
-    ctx = device_context(cfg, manifest)
+    trust = admit_trust(cfg)
+    if trust.refused is not None:
+        audit_records.trust_refused(audit, now, reason=trust.refused[:250], kept_version=trust.root.version,
+                                    kept_sha256=trust.root.content_sha256)
+    ctx = device_context(cfg, manifest, trust.root)
     rec = recogniser(manifest, mc.embedder, embedder.variant)
     watch = active_from_config(cfg, ctx, rec)  # refuses a config threshold below the floor
+    watch.trust_refused = trust.refused
     watch.load(now)
-    _audit_order(audit, watch, now)
+    audit_order(audit, watch, now)
     ledger = Ledger(state_dir, audit, cfg.device.id, watch.order)
     if watch.order is not None:
         ledger.begin(watch.order, now)
+    replayed = journal.reconcile(outbox, ledger, audit, now)  # after a power cut mid-alert
+    if replayed:
+        log.warning("%d alert(s) recorded at start that a power cut had left unrecorded", replayed)
     if watch.active is not None:
         ledger.set_watchlist_size(len(watch.active.matcher))
     signing_key = load_signer(cfg.trust.signing_key) if cfg.trust.signing_key else None
@@ -162,12 +181,12 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     if watch.active is not None:
         recognizer.set_matcher(watch.active.matcher)
 
-    outbox = Outbox(state_dir / "outbox.sqlite3", cfg.outbox.max_events, cfg.outbox.max_bytes)
     b = cfg.broker
     link = MqttLink(
         LinkConfig(device_id=cfg.device.id, host=b.host, port=b.port, tls=b.tls, ca=b.ca,
                    cert=b.cert, key=b.key, topic_prefix=b.topic_prefix, keepalive=b.keepalive,
-                   client_id=b.client_id, reconnect_max_s=b.reconnect_max_s,
+                   client_id=b.client_id, session_expiry_s=b.session_expiry_s,
+                   reconnect_max_s=b.reconnect_max_s,
                    stats_interval_s=cfg.stats.interval_s),
         outbox, on_message=on_message, on_ack=on_ack)
     dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,

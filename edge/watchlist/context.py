@@ -67,8 +67,10 @@ def read_file(path: Path, what: str, fix: str) -> bytes:
 
 def load_context(*, trust_file: Path, device_key: Path, identity: DeviceIdentity,
                  manifest: Manifest, family: str = DEFAULT_EMBEDDER,
-                 limits: Limits = DEFAULT_LIMITS) -> VerificationContext:
-    """Read the pinned trust and the device key; the model and floor come from the manifest."""
-    trust = load_pinned(read_file(trust_file, "trust file", "provision it with `edge trust init`"))
+                 limits: Limits = DEFAULT_LIMITS, trust: TrustRoot | None = None) -> VerificationContext:
+    """Read the pinned trust (unless the kept ``trust`` is given) and the device key; the
+    model and floor come from the manifest."""
+    if trust is None:
+        trust = load_pinned(read_file(trust_file, "trust file", "provision it with `edge trust init`"))
     return VerificationContext(trust, identity, embedder_ref(manifest, family),
                                embedder_floor(manifest, family), load_device_key(device_key), limits)

@@ -89,8 +89,11 @@ class OrderStore:
             obj["revocations"] = {"list_seq": st.revocations.list_seq,
                                   "content_sha256": st.revocations.content_sha256,
                                   "order_ids": sorted(st.revocations.order_ids)}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.dir / ORDER_STATE_FILE, json.dumps(obj, indent=1).encode())
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.dir / ORDER_STATE_FILE, json.dumps(obj, indent=1).encode())
+        except OSError as exc:
+            raise StateError(f"cannot write {self.dir / ORDER_STATE_FILE}: {exc}") from exc
 
     def revoked(self, order_id: str) -> bool:
         rev = self.state().revocations

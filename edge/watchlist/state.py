@@ -113,6 +113,13 @@ class BundleStore:
             return verified  # already active: nothing to write
         file_sha = hashlib.sha256(data).hexdigest()
         name = f"bundle-{file_sha}.bin"
+        try:
+            self._write(name, data, file_sha, verified)
+        except OSError as exc:  # e.g. ENOSPC: the old state.json still names the old bundle
+            raise StateError(f"cannot install bundle in {self.dir}: {exc}") from exc
+        return verified
+
+    def _write(self, name: str, data: bytes, file_sha: str, verified: VerifiedBundle) -> None:
         self._stage(name, data, file_sha)
         h = verified.header
         state = {
@@ -125,7 +132,6 @@ class BundleStore:
         }
         atomic_write(self.dir / STATE_FILE, json.dumps(state, indent=1).encode())  # the swap
         self._collect(keep=name)
-        return verified
 
     def _stage(self, name: str, data: bytes, file_sha: str) -> None:
         """Write the new bundle beside the old one and read it back before it can be named."""
@@ -172,13 +178,16 @@ def purge_bundle(store: BundleStore) -> bool:
     inst = store.installed()
     if inst is None or inst.file == PURGED:
         return False
-    atomic_write(store.dir / STATE_FILE, json.dumps(_purged_state(inst), indent=1).encode())
     path = store.dir / inst.file
     try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    fsync_dir(store.dir)
+        atomic_write(store.dir / STATE_FILE, json.dumps(_purged_state(inst), indent=1).encode())
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        fsync_dir(store.dir)
+    except OSError as exc:
+        raise StateError(f"cannot purge bundle {path}: {exc}") from exc
     return True
 
 
@@ -242,10 +251,13 @@ class TrustStore:
         current = self.current()
         new = load_pinned(data) if current is None else rotate(current, data)
         if new is not current:
-            self.dir.mkdir(parents=True, exist_ok=True)
             state = {"version": new.version, "content_sha256": new.content_sha256,
                      "document": base64.b64encode(data).decode("ascii")}
-            atomic_write(self.dir / TRUST_STATE_FILE, json.dumps(state, indent=1).encode())
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.dir / TRUST_STATE_FILE, json.dumps(state, indent=1).encode())
+            except OSError as exc:
+                raise StateError(f"cannot write {self.dir / TRUST_STATE_FILE}: {exc}") from exc
         return new
 
 
@@ -253,5 +265,8 @@ def install_trust(path: Path, current: TrustRoot, data: bytes) -> TrustRoot:
     """Rotate the on-disk root of trust to ``data`` if ``current`` and it agree."""
     new = rotate(current, data)
     if new is not current:
-        atomic_write(path, data, mode=0o644)
+        try:
+            atomic_write(path, data, mode=0o644)
+        except OSError as exc:
+            raise StateError(f"cannot write {path}: {exc}") from exc
     return new
