@@ -331,7 +331,7 @@ class Runner:
             except queue.Empty:
                 return
             try:
-                applied = self.dev.ledger.review(payload, self.clock())
+                applied = self.dev.ledger.review(payload, self.dev.watch.trust, self.clock())
                 log.info("review applied: %s", applied)
             except EdgeError as e:
                 log.error("review message refused: %s", e)

@@ -34,6 +34,23 @@ def provision(tmp: Path, testdata: Path, broker: Broker, *, seconds: int = 20, s
                    false_alert_budget=false_alert_budget, require_two_verifiers=require_two_verifiers)
 
 
+def add_reviewers(dep: Deployment, names: tuple[str, ...]) -> dict[str, Path]:
+    """Re-issue the device's trust root (before its first run) with a ``review`` role listing a new
+    signer key per operator name, as the authority does for the station; returns their key files."""
+    folder = dep.work / "central" / "operators"
+    folder.mkdir(exist_ok=True)
+    files = {n: folder / f"{n}.ed25519" for n in names}
+    for n, f in files.items():
+        if not f.exists():
+            _tool("keys", "generate", "--kind", "signer", "--name", n, "--out", str(f))
+    operator_keys = (a for f in files.values() for a in ("--key", f"{f}.pub"))
+    _tool("trust", "init", "--key", f"{dep.signer}.pub", *operator_keys,
+          "--role", "trust=authority", "--role", "watchlist=authority", "--role", "order=authority",
+          "--role", f"review={','.join(names)}", "--out", str(dep.trust))
+    _tool("trust", "sign", "--key", str(dep.signer), str(dep.trust))
+    return files
+
+
 def edge_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``edge ARGS`` as a separate process, as an operator would type it."""
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,

@@ -40,7 +40,8 @@ MAGIC = b"EDGEENV1"
 BUNDLE_TYPE = "application/vnd.edge.watchlist-bundle.v1"
 ORDER_TYPE = "application/vnd.edge.deployment-order.v1"
 TRUST_TYPE = "application/vnd.edge.trust-root.v1"
-PAYLOAD_TYPES = (BUNDLE_TYPE, ORDER_TYPE, TRUST_TYPE)
+REVIEW_TYPE = "application/vnd.edge.review.v1"
+PAYLOAD_TYPES = (BUNDLE_TYPE, ORDER_TYPE, TRUST_TYPE, REVIEW_TYPE)
 
 KEYID_LEN = 32
 SIG_LEN = 64
