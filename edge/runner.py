@@ -10,6 +10,7 @@ Restarting a dead process is systemd's job; this loop only stops pinging.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import logging
 import queue
@@ -32,6 +33,7 @@ from edge.sources.base import Frame, ThreadedCapture
 from edge.wiring import Device, build_device
 
 log = logging.getLogger(__name__)
+APPLIED_SHOWN = 20
 
 
 def utc_now() -> datetime:
@@ -73,6 +75,8 @@ class Runner:
         self._device = device
         self._bundles: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._reviews: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        # The latest reviews applied, on the status topic so the station can show them applied.
+        self._applied: collections.deque[dict[str, Any]] = collections.deque(maxlen=APPLIED_SHOWN)
         self._sent_at: dict[int, float] = {}  # outbox id -> capture monotonic time
         self._error: BaseException | None = None
         self._source_done = threading.Event()
@@ -331,8 +335,14 @@ class Runner:
             except queue.Empty:
                 return
             try:
-                applied = self.dev.ledger.review(payload, self.dev.watch.trust, self.clock())
+                now = self.clock()
+                applied = self.dev.ledger.review(payload, self.dev.watch.trust, now)
                 log.info("review applied: %s", applied)
+                self._applied.append({"event_id": applied.event_id, "outcome": applied.outcome,
+                                      "known": applied.known, "settled": applied.settled,
+                                      "confirmations": list(applied.confirmations),
+                                      "applied_at": iso_utc(now)})
+                self._publish_status()
             except EdgeError as e:
                 log.error("review message refused: %s", e)
             self._refresh_gate()  # a false alert may have tipped the monitor
@@ -378,6 +388,7 @@ class Runner:
                        "warning": health.outbox.warning, "refused_alerts": health.outbox.refused_alerts},
             "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
             "last_bundle_error": self.stats.last_bundle_error,
+            "reviews_applied": list(self._applied),
             "updated_at": iso_utc(self.clock()),
         }
 
