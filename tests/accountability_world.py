@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,10 @@ AUTHORITY = nacl.signing.SigningKey(bytes([41]) * 32)
 OFFICERS = {f"officer-{i}": nacl.signing.SigningKey(bytes([50 + i]) * 32) for i in range(1, 6)}
 
 
-def review_trust(officers: tuple[str, ...] = tuple(OFFICERS)) -> TrustRoot:
-    """A device trust root whose ``review`` role lists ``officers``."""
+def review_trust(officers: Mapping[str, nacl.signing.SigningKey] = OFFICERS) -> TrustRoot:
+    """A device trust root whose ``review`` role lists ``officers`` (name -> key)."""
     keys = {"authority": bytes(AUTHORITY.verify_key)}
-    keys |= {name: bytes(OFFICERS[name].verify_key) for name in officers}
+    keys |= {name: bytes(k.verify_key) for name, k in officers.items()}
     roles = {r: (["authority"], 1) for r in ("trust", "watchlist", "order")}
     roles["review"] = (list(officers), 1)
     return load_pinned(trust_document(1, keys, roles, T0).sign(AUTHORITY).encode())
