@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -51,6 +51,7 @@ OUTCOME_LABELS = {"confirmed": "Confirmed", "false_alert": "False alert", "not_e
                   "inconclusive": "Inconclusive", "duplicate": "Duplicate"}
 assert set(OUTCOME_LABELS) == set(OUTCOMES)
 SESSION_S = 8 * 3600
+TEMPLATES = Path(__file__).with_name("templates")
 
 
 class DeniedError(Exception):
@@ -82,7 +83,7 @@ class StationApp:
         self.wake_publisher = wake_publisher
         self.signers = Signers(cfg.keys_dir)
         self.limiter = LoginLimiter()
-        self.env = Environment(loader=PackageLoader("station", "templates"), autoescape=select_autoescape())
+        self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
         self.env.filters["t"] = _fmt_time
         self.env.filters["iso"] = iso
         routes = [

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
-from station.errors import AlertRefusedError, DecisionError, SchemaError
-from station.people import Signers, create_key
-from station.store import Store
 
 from edge.accountability.signed_review import verify_review
 from edge.watchlist.keys import load_signer
 from station import db
+from station.errors import AlertRefusedError, DecisionError, SchemaError
+from station.people import Signers, create_key
+from station.store import Store
 from station_tests.world import T0, alert, crop_b64, open_store
 from tests.accountability_world import review_trust
 

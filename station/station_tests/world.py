@@ -8,10 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from station.store import Store
 
 from edge.alert import MatchFacts, Provenance, alert_bytes, build_alert, uuid7
 from station import db
+from station.store import Store
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
