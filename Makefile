@@ -7,7 +7,7 @@ CACHE := .cache
 TESTDATA := $(CACHE)/testdata
 BUILD_VENV := .venv-build
 
-.PHONY: install testdata test unit lint run bench models fuzz deb clean help
+.PHONY: install station-install testdata test unit lint run bench models fuzz deb clean help
 
 help:
 	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
@@ -21,6 +21,13 @@ help:
 
 install: $(VENV)/.installed
 
+# The operators' station (station/, distribution edge-station): central side only, never on a device.
+station-install: $(VENV)/.station-installed
+
+$(VENV)/.station-installed: station/pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e './station[test]'
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -32,11 +39,12 @@ testdata: $(TESTDATA)/.complete
 $(TESTDATA)/.complete: tests/fetch_testdata.py | $(VENV)/.installed
 	$(BIN)/python tests/fetch_testdata.py --set testdata --dest $(TESTDATA)
 
-lint: install
-	$(BIN)/ruff check edge tests models
+lint: install station-install
+	$(BIN)/ruff check edge tests models station
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file station/pyproject.toml
 
-unit: install testdata
+unit: install station-install testdata
 	$(BIN)/python -m pytest -q
 
 test: lint unit
