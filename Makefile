@@ -42,7 +42,7 @@ $(TESTDATA)/.complete: tests/fetch_testdata.py | $(VENV)/.installed
 lint: install station-install
 	$(BIN)/ruff check edge tests models station
 	$(BIN)/mypy
-	$(BIN)/mypy --config-file station/pyproject.toml
+	cd station && ../$(BIN)/mypy
 
 unit: install station-install testdata
 	$(BIN)/python -m pytest -q
