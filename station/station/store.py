@@ -138,8 +138,16 @@ class Store:
             return
         availability = str(doc.get("availability", "unknown"))[:16]
         with self.engine.begin() as conn:
+            before = conn.execute(select(db.devices.c.availability)
+                                  .where(db.devices.c.device_id == device_id)).scalar()
             self._touch(conn, device_id, now, availability=availability,
                         status_json=json.dumps(doc, sort_keys=True), status_at=now)
+            if availability == "online" and before != "online":
+                # Devices keep no broker session: a review published while one was away is
+                # sent again now (the device records an identical review once).
+                conn.execute(update(db.reviews).where(
+                    db.reviews.c.device_id == device_id, db.reviews.c.applied_at.is_(None),
+                    db.reviews.c.published_at.is_not(None)).values(published_at=None))
             for a in doc.get("reviews_applied") or ():
                 if not isinstance(a, dict) or not isinstance(a.get("applied_at"), str):
                     continue

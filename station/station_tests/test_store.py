@@ -112,6 +112,11 @@ def test_decisions_are_signed_per_device_and_wait_for_a_second_operator(
     assert after is not None
     applied = {(r["device_id"], r["applied_at"] is not None) for r in after["reviews"]}
     assert applied == {("cam-1", True), ("cam-2", False)}
+    # cam-2 went away and came back: its reviews not yet applied are sent again.
+    assert store.unpublished() == []
+    store.status("cam-2", json.dumps({"availability": "offline"}).encode(), NOW + 30)
+    store.status("cam-2", json.dumps({"availability": "online"}).encode(), NOW + 40)
+    assert sorted(d for _r, d, _e in store.unpublished()) == ["cam-2", "cam-2"]
 
 
 def test_false_alert_deletes_crops_at_once_and_retention_the_rest(
