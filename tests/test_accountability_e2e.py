@@ -43,6 +43,7 @@ from tests.e2e import (
     edge_cli,
     iso,
     low_floor_models,
+    operator_keys,
     provision,
     resign_order,
     sign_bundle,
@@ -166,7 +167,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
     broker = Broker(tmp / "broker").start()
     try:
         dep = provision(tmp, testdata, broker, seconds=20, seed=3, n_others=3, extra_config=FAST_STATUS)
-        add_reviewers(dep, OFFICERS)
+        add_reviewers(dep, operator_keys(dep.work / "central" / "operators", OFFICERS))
         truth = json.loads(dep.scene.read_text())
         expected = len(watchlisted_passes(truth))
         sub = consumer(broker)
@@ -320,7 +321,7 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
     # Budget 1 per 10,000 faces: a second false alert among a few dozen faces is a certain overrun.
     dep = provision(tmp_path, testdata, broker, seconds=36, seed=8, n_others=2, scenario_extra=SPREAD,
                     realtime=True, false_alert_budget=1, extra_config=FAST_STATUS)
-    add_reviewers(dep, OFFICERS)
+    add_reviewers(dep, operator_keys(dep.work / "central" / "operators", OFFICERS))
     sub = consumer(broker)
     proc = start_firmware(dep, testdata)
     reviewed: set[str] = set()
