@@ -51,6 +51,7 @@ class Ingest:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._inflight: dict[int, int] = {}  # mid -> review id
+        self._early: set[int] = set()  # mids acknowledged before they were recorded
         self._lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5)
         c.manual_ack_set(True)
@@ -96,6 +97,7 @@ class Ingest:
         client.subscribe([(f"{p}/+/{leaf}", 1) for leaf in LEAVES])
         with self._lock:
             self._inflight.clear()  # unacknowledged reviews are published again
+            self._early.clear()
         self.connected.set()
         self._wake.set()
         log.info("station: connected to %s:%d as %s", self.cfg.host, self.cfg.port, self.cfg.client_id)
@@ -134,11 +136,16 @@ class Ingest:
     def _on_publish(self, _c: Any, _ud: Any, mid: int, rc: Any, _props: Any) -> None:
         with self._lock:
             review_id = self._inflight.pop(mid, None)
+            if review_id is None and not rc.is_failure:
+                self._early.add(mid)  # acknowledged before the publishing thread recorded it
         if review_id is None:
             return
         if rc.is_failure:
             log.error("station: review %d refused by the broker: %s", review_id, rc)
             return
+        self._published(review_id)
+
+    def _published(self, review_id: int) -> None:
         self.store.mark_published(review_id, self.clock())
         if self.on_change is not None:
             self.on_change()
@@ -161,7 +168,16 @@ class Ingest:
             for review_id, device, envelope in pending:
                 if review_id in busy:
                     continue
-                with self._lock:  # held so that the PUBACK callback finds the mid recorded
-                    info = self.client.publish(f"{self.cfg.prefix}/{device}/review", envelope, qos=1)
-                    if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                # Never hold our lock across publish(): paho's network thread may hold its own
+                # while it waits for ours in on_publish. A PUBACK that beats the bookkeeping
+                # below is kept in ``_early`` instead.
+                info = self.client.publish(f"{self.cfg.prefix}/{device}/review", envelope, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    continue
+                with self._lock:
+                    acked = info.mid in self._early
+                    self._early.discard(info.mid)
+                    if not acked:
                         self._inflight[info.mid] = review_id
+                if acked:
+                    self._published(review_id)

@@ -112,3 +112,43 @@ def test_sigkill_mid_flow_then_restart_keeps_every_alert_once(database: str, bro
         station.stop()
         for c in devices.values():
             c.loop_stop()
+
+
+def test_decisions_reach_the_devices_review_topics(database: str, broker: Broker, tmp_path: Path) -> None:
+    from edge.accountability.signed_review import verify_review
+    from edge.watchlist.keys import load_signer
+    from station.people import Signers, create_key
+    from tests.accountability_world import review_trust
+    from tests.broker import Subscriber
+
+    store = open_store(database)
+    create_key(tmp_path, "officer-1")
+    signers = Signers(tmp_path)
+    trust = review_trust({"officer-1": load_signer(tmp_path / "officer-1.ed25519")})
+    devices = Subscriber(broker, ("edge/+/review",), client_id="devices")
+    ingest = Ingest(BrokerConfig(host=broker.host, port=broker.port, client_id="station-rev"), store).start()
+    try:
+        assert ingest.connected.wait(10)
+        incidents = []
+        for i in range(40):  # many at once: PUBACKs race the publishing thread's bookkeeping
+            got = store.alert(f"cam-{i % 2}", alert(f"cam-{i % 2}", i, T0 + timedelta(hours=i), f"s-{i}"),
+                              time.time())
+            assert got is not None
+            incidents.append(got.incident_id)
+        for inc in incidents:
+            store.decide(inc, "officer-1", "not_engaged", "", signers.sign, time.time())
+        ingest.wake()
+        wait_until(lambda: not store.unpublished(), 30, "every review acknowledged by the broker")
+        assert devices.wait_for(lambda s: len(s.messages) == 40)
+        for topic, payload, retained in devices.messages:
+            device = topic.split("/")[1]
+            assert not retained
+            assert verify_review(payload, trust, device).outcome == "not_engaged"
+        # cam-1 comes back online: its reviews not yet applied are sent again.
+        store.status("cam-1", b'{"availability": "online"}', time.time())
+        ingest.wake()
+        assert devices.wait_for(lambda s: len(s.messages) == 60)
+        wait_until(lambda: not store.unpublished(), 30, "the re-sent reviews acknowledged")
+    finally:
+        ingest.stop()
+        devices.close()
