@@ -9,6 +9,8 @@ secure_cookies = true                 # false only for plain-HTTP local demos
 incident_window_s = 300
 quiet_after_s = 60
 references_dir = ""                   # optional: enrolment photos <subject_ref>.jpg
+bundles_dir = ""                      # optional: the authority's signed bundles (entry details)
+trust_file = ""                       # the trust root that verifies them (needed with bundles_dir)
 
 [broker]
 host = "broker.example"
@@ -56,6 +58,8 @@ class StationConfig:
     quiet_after_s: float = 60.0
     retention_days_default: int = 31
     references_dir: str = ""
+    bundles_dir: str = ""
+    trust_file: str = ""
     broker: BrokerConfig = BrokerConfig()
 
     @property
@@ -101,6 +105,8 @@ def load(path: Path) -> StationConfig:
             raise ConfigError(f"{path}:station.{key}", "missing")
     broker = _section(doc.get("broker", {}), "broker", BrokerConfig, str(path))
     cfg: StationConfig = _section(st, "station", StationConfig, str(path), broker=broker)
+    if cfg.bundles_dir and not cfg.trust_file:
+        raise ConfigError(f"{path}:station.trust_file", "needed to verify the bundles in station.bundles_dir")
     try:
         cfg.host_port  # noqa: B018 - validates listen
     except ValueError as exc:

@@ -43,6 +43,7 @@ from edge.audit.records import OUTCOMES
 from station.config import StationConfig
 from station.errors import DecisionError, StationError
 from station.people import LoginLimiter, Signers, check_login
+from station.references import load_references
 from station.store import Store, iso
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class StationApp:
         self.wake_publisher = wake_publisher
         self.signers = Signers(cfg.keys_dir)
         self.limiter = LoginLimiter()
+        self.entries = (load_references(Path(cfg.bundles_dir), Path(cfg.trust_file))
+                        if cfg.bundles_dir else {})
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
         self.env.filters["t"] = _fmt_time
         self.env.filters["iso"] = iso
@@ -223,6 +226,7 @@ class StationApp:
         name = "incident_live.html" if request.query_params.get("fragment") else "incident.html"
         has_reference = bool(self.cfg.references_dir) and self._reference_path(inc["subject_ref"]) is not None
         return self.render(request, name, inc=inc, outcomes=OUTCOME_LABELS, has_reference=has_reference,
+                           entry=self.entries.get(inc["subject_ref"]),
                            message=request.query_params.get("msg"))
 
     async def decide(self, request: Request) -> Response:
@@ -239,7 +243,8 @@ class StationApp:
             if inc is None:
                 return self.render(request, "message.html", 404, title="Not found", message=str(exc))
             return self.render(request, "incident.html", 409, inc=inc, outcomes=OUTCOME_LABELS,
-                               has_reference=False, message=str(exc))
+                               has_reference=False, entry=self.entries.get(inc["subject_ref"]),
+                               message=str(exc))
         await self.audit(user, "decision", f"incident {incident_id} {outcome} -> {result['state']}"
                          f" ({result['alerts']} alert(s)) note={note!r}", True)
         if self.wake_publisher is not None:

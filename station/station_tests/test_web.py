@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,23 @@ def test_decision_refusals_are_logged(tmp_path: Path, bad: str) -> None:
                                                                   "csrf": csrf_of(page)})
     assert r.status_code == 409 and decisions(store) == 0
     assert store.actions()[0]["action"] == "decision_refused"
+
+
+def test_the_entry_beside_the_crop_comes_from_a_verified_bundle(tmp_path: Path, testdata: Path) -> None:
+    from edge.demo import prepare
+
+    dep = prepare(tmp_path / "dev", testdata, port=1883, scenario=("--seconds", "20", "--seed", "3"))
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    shutil.copy(dep.bundle, bundles / "bundle.bin")
+    (bundles / "forged.bin").write_bytes(dep.bundle.read_bytes()[:-10] + b"x" * 10)
+    database = f"sqlite:///{tmp_path / 's.db'}"
+    cfg = StationConfig(database=database, state_dir=tmp_path / "state", secure_cookies=False,
+                        bundles_dir=str(bundles), trust_file=str(dep.trust))
+    add_user(cfg, "olga", "operator", PASSWORDS["olga"])
+    store = open_store(database)
+    client = TestClient(StationApp(cfg, store).app, base_url="http://127.0.0.1")
+    got = store.alert("cam-1", alert("cam-1", 1, T0, "SUBJ-0001"), T0.timestamp())
+    assert got is not None and login(client, "olga") == 303
+    page = client.get(f"/incident/{got.incident_id}").text
+    assert "WARRANT-2026-0042" in page and "Entry expires" in page
