@@ -7,7 +7,7 @@ listen = "127.0.0.1:8080"
 state_dir = "/var/lib/edge-station"   # cookie secret, operators' review keys
 secure_cookies = true                 # false only for plain-HTTP local demos
 incident_window_s = 300
-quiet_after_s = 60
+quiet_after_s = 45                    # flagged quiet after this long without a message
 references_dir = ""                   # optional: enrolment photos <subject_ref>.jpg
 bundles_dir = ""                      # optional: the authority's signed bundles (entry details)
 trust_file = ""                       # the trust root that verifies them (needed with bundles_dir)
@@ -55,7 +55,7 @@ class StationConfig:
     listen: str = "127.0.0.1:8080"
     secure_cookies: bool = True
     incident_window_s: float = 300.0
-    quiet_after_s: float = 60.0
+    quiet_after_s: float = 45.0  # devices publish status every 30 s by default
     retention_days_default: int = 31
     references_dir: str = ""
     bundles_dir: str = ""

@@ -209,8 +209,8 @@ class StationApp:
             while not await request.is_disconnected():
                 marker = await run_in_threadpool(self.store.change_marker)
                 ticks += 1
-                # A change, or every 10 s (so "quiet" devices are flagged without new messages).
-                if marker != last or ticks % 20 == 0:
+                # A change, or every 5 s (so quiet devices are flagged without new messages).
+                if marker != last or ticks % 10 == 0:
                     last = marker
                     yield f"event: change\ndata: {marker[0]}:{marker[1]}\n\n"
                 await asyncio.sleep(0.5)

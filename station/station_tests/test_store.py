@@ -50,7 +50,11 @@ def test_alerts_are_validated_deduplicated_and_linked_across_cameras(database: s
     assert all(t["has_crop"] for t in inc["timeline"])
     assert store.crop(json.loads(a1)["event_id"]) == base64.b64decode(crop)
     devices = {d["device_id"]: d for d in store.devices(NOW + 5, 60)}
-    assert devices["cam-1"]["duplicates"] == 1
+    assert devices["cam-1"]["duplicates"] == 1 and not devices["cam-1"]["quiet"]
+    store.status("cam-1", b'{"availability": "online"}', NOW + 10)
+    assert [d["online"] for d in store.devices(NOW + 60, 60) if d["device_id"] == "cam-1"] == [True]
+    quiet = [d for d in store.devices(NOW + 71, 60) if d["device_id"] == "cam-1"]
+    assert quiet[0]["quiet"] and not quiet[0]["online"], "nothing for over a minute: flagged"
     assert next(i["id"] for i in store.queue()) == later.incident_id, "newest first"
 
 
