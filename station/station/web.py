@@ -209,10 +209,11 @@ class StationApp:
             while not await request.is_disconnected():
                 marker = await run_in_threadpool(self.store.change_marker)
                 ticks += 1
-                # A change, or every 5 s (so quiet devices are flagged without new messages).
-                if marker != last or ticks % 10 == 0:
+                if marker != last:
                     last = marker
                     yield f"event: change\ndata: {marker[0]}:{marker[1]}\n\n"
+                elif ticks % 10 == 0:  # every 5 s: the health page flags quiet devices without news
+                    yield "event: tick\ndata: \n\n"
                 await asyncio.sleep(0.5)
 
         return StreamingResponse(stream(), media_type="text/event-stream",

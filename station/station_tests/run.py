@@ -14,7 +14,8 @@ from tests.broker import Broker, free_port
 
 
 def write_config(folder: Path, database: str, broker: Broker, *, window_s: float = 300.0,
-                 quiet_after_s: float = 60.0, references: Path | None = None) -> Path:
+                 quiet_after_s: float = 60.0, bundles: tuple[Path, Path] | None = None) -> Path:
+    """A station config; ``bundles``: (folder of signed bundles, the trust root that verifies them)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cfg = folder / "station.toml"
@@ -25,7 +26,8 @@ listen = "127.0.0.1:{port}"
 secure_cookies = false
 incident_window_s = {window_s}
 quiet_after_s = {quiet_after_s}
-references_dir = "{references or ''}"
+bundles_dir = "{bundles[0] if bundles else ''}"
+trust_file = "{bundles[1] if bundles else ''}"
 
 [broker]
 host = "{broker.host}"
