@@ -17,6 +17,7 @@ Reviews waiting in the database's outbox (``reviews`` without
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
 import threading
 import time
@@ -30,13 +31,12 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.exc import SQLAlchemyError
 
 from station.config import BrokerConfig
-from station.errors import AlertRefusedError
 from station.store import Store
 
 log = logging.getLogger(__name__)
 
 LEAVES = ("alerts", "status", "stats", "transparency", "audit/checkpoint")
-KIND = {"stats": "stats", "transparency": "transparency", "audit/checkpoint": "checkpoint"}
+MAX_BATCH = 200
 
 
 class Ingest:
@@ -46,7 +46,9 @@ class Ingest:
         self.store = store
         self.clock = clock
         self.on_change = on_change
-        self.counts = {"stored": 0, "duplicates": 0, "refused": 0}
+        self.counts = {"stored": 0, "duplicate": 0, "refused": 0}
+        self._inbox: queue.Queue[tuple[int, int, int, str, bytes]] = queue.Queue()
+        self._generation = 0
         self.connected = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -65,6 +67,7 @@ class Ingest:
         c.on_publish = self._on_publish
         self.client = c
         self._publisher = threading.Thread(target=self._publish_loop, name="station-reviews", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="station-writer", daemon=True)
 
     def start(self) -> Ingest:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -73,6 +76,7 @@ class Ingest:
                                   properties=props)
         self.client.loop_start()
         self._publisher.start()
+        self._writer.start()
         return self
 
     def stop(self) -> None:
@@ -80,8 +84,9 @@ class Ingest:
         self._wake.set()
         self.client.disconnect()
         self.client.loop_stop()
-        if self._publisher.is_alive():
-            self._publisher.join(5)
+        for t in (self._publisher, self._writer):
+            if t.is_alive():
+                t.join(5)
 
     def wake(self) -> None:
         """Publish queued reviews now (called after a decision)."""
@@ -94,6 +99,7 @@ class Ingest:
             log.error("station: broker refused the connection: %s", rc)
             return
         p = self.cfg.prefix
+        self._generation += 1
         client.subscribe([(f"{p}/+/{leaf}", 1) for leaf in LEAVES])
         with self._lock:
             self._inflight.clear()  # unacknowledged reviews are published again
@@ -107,43 +113,62 @@ class Ingest:
         if not self._stop.is_set():
             log.warning("station: disconnected from the broker (%s); reconnecting", rc)
 
-    def _on_message(self, client: Any, _ud: Any, msg: Any) -> None:
-        topic = str(msg.topic)
-        rest = topic.removeprefix(self.cfg.prefix + "/")
-        device, _, leaf = rest.partition("/")
-        now = self.clock()
-        try:
-            if leaf == "alerts":
+    def _on_message(self, _client: Any, _ud: Any, msg: Any) -> None:
+        # Handed to the writer; acknowledged only once committed (see _write_loop).
+        self._inbox.put((self._generation, int(msg.mid), int(msg.qos), str(msg.topic), bytes(msg.payload)))
+
+    def _write_loop(self) -> None:
+        """Store messages in batches, one transaction each, then acknowledge them.
+
+        The broker keeps at most its in-flight window of unacknowledged messages
+        outstanding, so a batch is what arrived since the last commit: under load
+        one fsync covers many alerts, when idle each message is committed alone.
+        """
+        while not self._stop.is_set():
+            try:
+                batch = [self._inbox.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(batch) < MAX_BATCH:
                 try:
-                    got = self.store.alert(device, bytes(msg.payload), now)
-                    self.counts["stored" if got is not None else "duplicates"] += 1
-                except AlertRefusedError as exc:
-                    self.counts["refused"] += 1
-                    log.error("%s", exc)
-            elif leaf == "status":
-                self.store.status(device, bytes(msg.payload), now)
-            elif leaf in KIND:
-                self.store.document(device, KIND[leaf], bytes(msg.payload), now)
-        except SQLAlchemyError as exc:
-            log.error("station: database failed on %s, not acknowledged: %s", topic, exc)
-            client.disconnect()  # the broker keeps the message in our session and redelivers it
-            return
-        if msg.qos > 0:
-            client.ack(msg.mid, msg.qos)
-        if self.on_change is not None:
-            self.on_change()
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            items = []
+            for _gen, _mid, _qos, topic, payload in batch:
+                device, _, leaf = topic.removeprefix(self.cfg.prefix + "/").partition("/")
+                items.append((device, leaf, payload))
+            try:
+                outcomes = self.store.ingest(items, self.clock())
+            except SQLAlchemyError as exc:
+                log.error("station: database failed on %d message(s), not acknowledged: %s", len(batch), exc)
+                self.client.disconnect()  # the broker redelivers them from our session
+                continue
+            for (gen, mid, qos, topic, _p), outcome in zip(batch, outcomes, strict=True):
+                if outcome in self.counts:
+                    self.counts[outcome] += 1
+                if outcome == "refused":
+                    log.error("station: alert on %s refused (see the audit page)", topic)
+                # A message from an earlier connection is redelivered on this one: its old
+                # packet id must not be acknowledged here.
+                if qos > 0 and gen == self._generation:
+                    self.client.ack(mid, qos)
+            if self.on_change is not None:
+                self.on_change()
 
     def _on_publish(self, _c: Any, _ud: Any, mid: int, rc: Any, _props: Any) -> None:
         with self._lock:
-            review_id = self._inflight.pop(mid, None)
+            review_id = self._inflight.get(mid)
             if review_id is None and not rc.is_failure:
                 self._early.add(mid)  # acknowledged before the publishing thread recorded it
         if review_id is None:
             return
         if rc.is_failure:
             log.error("station: review %d refused by the broker: %s", review_id, rc)
-            return
-        self._published(review_id)
+        else:
+            self._published(review_id)
+        with self._lock:  # only now, so the publisher does not send it again meanwhile
+            self._inflight.pop(mid, None)
 
     def _published(self, review_id: int) -> None:
         self.store.mark_published(review_id, self.clock())

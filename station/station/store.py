@@ -15,10 +15,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from edge.accountability.adjudication import MAX_NOTE, Review
 from edge.audit.records import OUTCOMES
@@ -27,7 +26,9 @@ from station import db
 from station.errors import AlertRefusedError, DecisionError
 
 DEFAULT_RETENTION_DAYS: Final = 31
-DOC_KINDS: Final = ("stats", "transparency", "checkpoint")
+# Topic leaf -> the kind of device document stored.
+DOC_KINDS: Final = {"stats": "stats", "transparency": "transparency", "audit/checkpoint": "checkpoint"}
+Outcome = Literal["stored", "duplicate", "refused", "status", "document"]
 
 Signer = Callable[[Review, str], bytes]  # (review, device id) -> signed review bytes
 
@@ -38,6 +39,11 @@ def epoch(text: str) -> float:
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,20 @@ class Store:
                                           refused=0, duplicates=0))
         conn.execute(update(d).where(d.c.device_id == device_id).values(last_seen=now, **values))
 
-    def refuse(self, topic_device: str, reason: str, now: float) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(insert(db.refusals).values(at=now, topic_device=topic_device[:128],
-                                                    reason=reason[:512]))
-            self._touch(conn, topic_device, now, refused=db.devices.c.refused + 1)
+    def _refuse(self, conn: Connection, topic_device: str, reason: str, now: float) -> None:
+        conn.execute(insert(db.refusals).values(at=now, topic_device=topic_device[:128], reason=reason[:512]))
+        self._touch(conn, topic_device, now, refused=db.devices.c.refused + 1)
 
     def alert(self, topic_device: str, payload: bytes, now: float) -> Ingested | None:
         """Store one alert; None for a redelivery. :class:`AlertRefusedError` (recorded) otherwise."""
+        with self.engine.begin() as conn:
+            got = self._alert(conn, topic_device, payload, now)
+        if isinstance(got, Refused):
+            raise AlertRefusedError(f"alert on {topic_device} refused: {got.reason}")
+        return got
+
+    def _alert(self, conn: Connection, topic_device: str, payload: bytes,
+               now: float) -> Ingested | Refused | None:
         try:
             event = json.loads(payload)
         except (UnicodeDecodeError, ValueError):
@@ -81,31 +93,44 @@ class Store:
             problems = [f"device_id: {event['device_id']!r:.64} on the topic of {topic_device!r}"]
         if problems:
             reason = "; ".join(problems)
-            self.refuse(topic_device, reason, now)
-            raise AlertRefusedError(f"alert on {topic_device} refused: {reason}")
+            self._refuse(conn, topic_device, reason, now)
+            return Refused(reason)
+        a = db.alerts
+        if conn.execute(select(a.c.event_id).where(a.c.event_id == event["event_id"])).first() is not None:
+            self._touch(conn, topic_device, now, duplicates=db.devices.c.duplicates + 1)
+            return None
         crop = event.pop("crop_jpeg_b64", None)
         captured = epoch(event["captured_at"])
-        try:
-            with self.engine.begin() as conn:
-                incident, new = self._link(conn, event["subject_ref"], event["category"], captured, now)
-                conn.execute(insert(db.alerts).values(
-                    event_id=event["event_id"], device_id=topic_device, seq=event["seq"],
-                    camera_id=event["camera_id"], site=event["site"], captured_at=captured,
-                    subject_ref=event["subject_ref"], category=event["category"],
-                    score=float(event["score"]), threshold=float(event["threshold"]),
-                    incident_id=incident, body_json=json.dumps(event, sort_keys=True), received_at=now))
-                if crop is not None:
-                    conn.execute(insert(db.crops).values(event_id=event["event_id"],
-                                                         jpeg=base64.b64decode(crop), captured_at=captured))
-                self._touch(conn, topic_device, now)
-        except IntegrityError:
-            with self.engine.begin() as conn:
-                if conn.execute(select(db.alerts.c.event_id).where(
-                        db.alerts.c.event_id == event["event_id"])).first() is None:
-                    raise
-                self._touch(conn, topic_device, now, duplicates=db.devices.c.duplicates + 1)
-            return None
+        incident, new = self._link(conn, event["subject_ref"], event["category"], captured, now)
+        conn.execute(insert(a).values(
+            event_id=event["event_id"], device_id=topic_device, seq=event["seq"],
+            camera_id=event["camera_id"], site=event["site"], captured_at=captured,
+            subject_ref=event["subject_ref"], category=event["category"],
+            score=float(event["score"]), threshold=float(event["threshold"]),
+            incident_id=incident, body_json=json.dumps(event, sort_keys=True), received_at=now))
+        if crop is not None:
+            conn.execute(insert(db.crops).values(event_id=event["event_id"], jpeg=base64.b64decode(crop),
+                                                 captured_at=captured))
+        self._touch(conn, topic_device, now)
         return Ingested(event["event_id"], incident, new)
+
+    def ingest(self, messages: Sequence[tuple[str, str, bytes]], now: float) -> list[Outcome]:
+        """Messages (device from the topic, leaf, payload) stored in ONE transaction (one fsync):
+        all or none, so the caller acknowledges them only after this returns."""
+        out: list[Outcome] = []
+        with self.engine.begin() as conn:
+            for device, leaf, payload in messages:
+                if leaf == "alerts":
+                    got = self._alert(conn, device, payload, now)
+                    out.append("duplicate" if got is None else "refused" if isinstance(got, Refused)
+                               else "stored")
+                elif leaf == "status":
+                    self._status(conn, device, payload, now)
+                    out.append("status")
+                else:
+                    self._document(conn, device, leaf, payload, now)
+                    out.append("document")
+        return out
 
     def _link(self, conn: Connection, subject: str, category: str, captured: float,
               now: float) -> tuple[int, bool]:
@@ -128,45 +153,51 @@ class Store:
 
     def status(self, device_id: str, payload: bytes, now: float) -> None:
         """The retained status (or its Last Will); marks reviews the device reports applied."""
+        with self.engine.begin() as conn:
+            self._status(conn, device_id, payload, now)
+
+    def _status(self, conn: Connection, device_id: str, payload: bytes, now: float) -> None:
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, ValueError):
-            self.refuse(device_id, "status: not JSON", now)
-            return
+            doc = None
         if not isinstance(doc, dict):
-            self.refuse(device_id, "status: not an object", now)
+            self._refuse(conn, device_id, "status: not a JSON object", now)
             return
         availability = str(doc.get("availability", "unknown"))[:16]
-        with self.engine.begin() as conn:
-            before = conn.execute(select(db.devices.c.availability)
-                                  .where(db.devices.c.device_id == device_id)).scalar()
-            self._touch(conn, device_id, now, availability=availability,
-                        status_json=json.dumps(doc, sort_keys=True), status_at=now)
-            if availability == "online" and before != "online":
-                # Devices keep no broker session: a review published while one was away is
-                # sent again now (the device records an identical review once).
-                conn.execute(update(db.reviews).where(
-                    db.reviews.c.device_id == device_id, db.reviews.c.applied_at.is_(None),
-                    db.reviews.c.published_at.is_not(None)).values(published_at=None))
-            for a in doc.get("reviews_applied") or ():
-                if not isinstance(a, dict) or not isinstance(a.get("applied_at"), str):
-                    continue
-                r = db.reviews
-                conn.execute(update(r).where(
-                    r.c.device_id == device_id, r.c.event_id == str(a.get("event_id")),
-                    r.c.outcome == str(a.get("outcome")), r.c.published_at.is_not(None),
-                    r.c.applied_at.is_(None)).values(applied_at=epoch(a["applied_at"])))
+        before = conn.execute(select(db.devices.c.availability)
+                              .where(db.devices.c.device_id == device_id)).scalar()
+        self._touch(conn, device_id, now, availability=availability,
+                    status_json=json.dumps(doc, sort_keys=True), status_at=now)
+        if availability == "online" and before != "online":
+            # Devices keep no broker session: a review published while one was away is
+            # sent again now (the device records an identical review once).
+            conn.execute(update(db.reviews).where(
+                db.reviews.c.device_id == device_id, db.reviews.c.applied_at.is_(None),
+                db.reviews.c.published_at.is_not(None)).values(published_at=None))
+        for a in doc.get("reviews_applied") or ():
+            if not isinstance(a, dict) or not isinstance(a.get("applied_at"), str):
+                continue
+            r = db.reviews
+            conn.execute(update(r).where(
+                r.c.device_id == device_id, r.c.event_id == str(a.get("event_id")),
+                r.c.outcome == str(a.get("outcome")), r.c.published_at.is_not(None),
+                r.c.applied_at.is_(None)).values(applied_at=epoch(a["applied_at"])))
 
     def document(self, device_id: str, kind: str, payload: bytes, now: float) -> None:
+        with self.engine.begin() as conn:
+            self._document(conn, device_id, kind, payload, now)
+
+    def _document(self, conn: Connection, device_id: str, leaf: str, payload: bytes, now: float) -> None:
+        kind = DOC_KINDS.get(leaf, leaf)
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, ValueError):
-            self.refuse(device_id, f"{kind}: not JSON", now)
+            self._refuse(conn, device_id, f"{kind}: not JSON", now)
             return
-        with self.engine.begin() as conn:
-            conn.execute(insert(db.device_docs).values(device_id=device_id, kind=kind, at=now,
-                                                        body_json=json.dumps(doc, sort_keys=True)))
-            self._touch(conn, device_id, now)
+        conn.execute(insert(db.device_docs).values(device_id=device_id, kind=kind, at=now,
+                                                    body_json=json.dumps(doc, sort_keys=True)))
+        self._touch(conn, device_id, now)
 
     # --- reading ------------------------------------------------------------------------
 
