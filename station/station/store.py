@@ -77,51 +77,69 @@ class Store:
     def alert(self, topic_device: str, payload: bytes, now: float) -> Ingested | None:
         """Store one alert; None for a redelivery. :class:`AlertRefusedError` (recorded) otherwise."""
         with self.engine.begin() as conn:
-            got = self._alert(conn, topic_device, payload, now)
+            got = self._alerts(conn, [(topic_device, payload)], now)[0]
         if isinstance(got, Refused):
             raise AlertRefusedError(f"alert on {topic_device} refused: {got.reason}")
         return got
 
-    def _alert(self, conn: Connection, topic_device: str, payload: bytes,
-               now: float) -> Ingested | Refused | None:
-        try:
-            event = json.loads(payload)
-        except (UnicodeDecodeError, ValueError):
-            event = None
-        problems = validate_alert(event) if event is not None else ["alert: not JSON"]
-        if not problems and event["device_id"] != topic_device:
-            problems = [f"device_id: {event['device_id']!r:.64} on the topic of {topic_device!r}"]
-        if problems:
-            reason = "; ".join(problems)
-            self._refuse(conn, topic_device, reason, now)
-            return Refused(reason)
+    def _alerts(self, conn: Connection, batch: Sequence[tuple[str, bytes]],
+                now: float) -> list[Ingested | Refused | None]:
+        """Validate, de-duplicate, link and insert; the batch's known event ids in one query."""
+        events: list[Any] = []
+        for _device, payload in batch:
+            try:
+                events.append(json.loads(payload))
+            except (UnicodeDecodeError, ValueError):
+                events.append(None)
         a = db.alerts
-        if conn.execute(select(a.c.event_id).where(a.c.event_id == event["event_id"])).first() is not None:
-            self._touch(conn, topic_device, now, duplicates=db.devices.c.duplicates + 1)
-            return None
-        crop = event.pop("crop_jpeg_b64", None)
-        captured = epoch(event["captured_at"])
-        incident, new = self._link(conn, event["subject_ref"], event["category"], captured, now)
-        conn.execute(insert(a).values(
-            event_id=event["event_id"], device_id=topic_device, seq=event["seq"],
-            camera_id=event["camera_id"], site=event["site"], captured_at=captured,
-            subject_ref=event["subject_ref"], category=event["category"],
-            score=float(event["score"]), threshold=float(event["threshold"]),
-            incident_id=incident, body_json=json.dumps(event, sort_keys=True), received_at=now))
-        if crop is not None:
-            conn.execute(insert(db.crops).values(event_id=event["event_id"], jpeg=base64.b64decode(crop),
-                                                 captured_at=captured))
-        self._touch(conn, topic_device, now)
-        return Ingested(event["event_id"], incident, new)
+        ids = [e["event_id"] for e in events if isinstance(e, dict) and isinstance(e.get("event_id"), str)]
+        known = set(conn.execute(select(a.c.event_id).where(a.c.event_id.in_(ids))).scalars() if ids else ())
+        out: list[Ingested | Refused | None] = []
+        seen: set[str] = set()
+        dup: dict[str, int] = {}
+        for (device, _payload), event in zip(batch, events, strict=True):
+            problems = validate_alert(event) if event is not None else ["alert: not JSON"]
+            if not problems and event["device_id"] != device:
+                problems = [f"device_id: {event['device_id']!r:.64} on the topic of {device!r}"]
+            if problems:
+                reason = "; ".join(problems)
+                self._refuse(conn, device, reason, now)
+                out.append(Refused(reason))
+                continue
+            seen.add(device)
+            if event["event_id"] in known:
+                dup[device] = dup.get(device, 0) + 1
+                out.append(None)
+                continue
+            known.add(event["event_id"])
+            crop = event.pop("crop_jpeg_b64", None)
+            captured = epoch(event["captured_at"])
+            incident, new = self._link(conn, event["subject_ref"], event["category"], captured, now)
+            conn.execute(insert(a).values(
+                event_id=event["event_id"], device_id=device, seq=event["seq"],
+                camera_id=event["camera_id"], site=event["site"], captured_at=captured,
+                subject_ref=event["subject_ref"], category=event["category"],
+                score=float(event["score"]), threshold=float(event["threshold"]),
+                incident_id=incident, body_json=json.dumps(event, sort_keys=True), received_at=now))
+            if crop is not None:
+                conn.execute(insert(db.crops).values(event_id=event["event_id"], jpeg=base64.b64decode(crop),
+                                                     captured_at=captured))
+            out.append(Ingested(event["event_id"], incident, new))
+        for device in sorted(seen):  # one device update per batch, not per alert
+            extra = {"duplicates": db.devices.c.duplicates + dup[device]} if device in dup else {}
+            self._touch(conn, device, now, **extra)
+        return out
 
     def ingest(self, messages: Sequence[tuple[str, str, bytes]], now: float) -> list[Outcome]:
         """Messages (device from the topic, leaf, payload) stored in ONE transaction (one fsync):
         all or none, so the caller acknowledges them only after this returns."""
-        out: list[Outcome] = []
         with self.engine.begin() as conn:
+            alerts = self._alerts(conn, [(d, p) for d, leaf, p in messages if leaf == "alerts"], now)
+            results = iter(alerts)
+            out: list[Outcome] = []
             for device, leaf, payload in messages:
                 if leaf == "alerts":
-                    got = self._alert(conn, device, payload, now)
+                    got = next(results)
                     out.append("duplicate" if got is None else "refused" if isinstance(got, Refused)
                                else "stored")
                 elif leaf == "status":

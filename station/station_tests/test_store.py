@@ -155,3 +155,15 @@ def test_schema_versions_and_the_append_only_logs(database: str) -> None:
         conn.execute(text("UPDATE schema_version SET version = :v"), {"v": db.SCHEMA_VERSION + 1})
     with pytest.raises(SchemaError, match="newer than this station knows"):
         db.migrate(store.engine)
+
+
+def test_a_batch_is_stored_in_one_transaction(database: str) -> None:
+    store = open_store(database)
+    a1 = alert("cam-1", 1, T0)
+    batch = [("cam-1", "alerts", a1), ("cam-1", "alerts", a1), ("cam-1", "alerts", alert("cam-2", 1, T0)),
+             ("cam-1", "status", b'{"availability": "online"}'), ("cam-1", "stats", b'{"fps": 9}'),
+             ("cam-1", "alerts", alert("cam-1", 2, T0 + timedelta(seconds=5)))]
+    assert store.ingest(batch, NOW) == ["stored", "duplicate", "refused", "status", "document", "stored"]
+    assert count(store, "alerts") == 2 and count(store, "incidents") == 1
+    (dev,) = store.devices(NOW, 60)
+    assert (dev["duplicates"], dev["refused"], dev["availability"]) == (1, 1, "online")
