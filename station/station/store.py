@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 
 from edge.accountability.adjudication import MAX_NOTE, Review
 from edge.audit.records import OUTCOMES
@@ -97,6 +97,8 @@ class Store:
         out: list[Ingested | Refused | None] = []
         seen: set[str] = set()
         dup: dict[str, int] = {}
+        rows: list[dict[str, Any]] = []
+        crop_rows: list[dict[str, Any]] = []
         for (device, _payload), event in zip(batch, events, strict=True):
             problems = validate_alert(event) if event is not None else ["alert: not JSON"]
             if not problems and event["device_id"] != device:
@@ -115,16 +117,20 @@ class Store:
             crop = event.pop("crop_jpeg_b64", None)
             captured = epoch(event["captured_at"])
             incident, new = self._link(conn, event["subject_ref"], event["category"], captured, now)
-            conn.execute(insert(a).values(
-                event_id=event["event_id"], device_id=device, seq=event["seq"],
-                camera_id=event["camera_id"], site=event["site"], captured_at=captured,
-                subject_ref=event["subject_ref"], category=event["category"],
-                score=float(event["score"]), threshold=float(event["threshold"]),
-                incident_id=incident, body_json=json.dumps(event, sort_keys=True), received_at=now))
+            rows.append({"event_id": event["event_id"], "device_id": device, "seq": event["seq"],
+                         "camera_id": event["camera_id"], "site": event["site"], "captured_at": captured,
+                         "subject_ref": event["subject_ref"], "category": event["category"],
+                         "score": float(event["score"]), "threshold": float(event["threshold"]),
+                         "incident_id": incident, "body_json": json.dumps(event, sort_keys=True),
+                         "received_at": now})
             if crop is not None:
-                conn.execute(insert(db.crops).values(event_id=event["event_id"], jpeg=base64.b64decode(crop),
-                                                     captured_at=captured))
+                crop_rows.append({"event_id": event["event_id"], "jpeg": base64.b64decode(crop),
+                                  "captured_at": captured})
             out.append(Ingested(event["event_id"], incident, new))
+        if rows:  # one executemany each, not one statement per alert
+            conn.execute(insert(a), rows)
+        if crop_rows:
+            conn.execute(insert(db.crops), crop_rows)
         for device in sorted(seen):  # one device update per batch, not per alert
             extra = {"duplicates": db.devices.c.duplicates + dup[device]} if device in dup else {}
             self._touch(conn, device, now, **extra)
@@ -152,22 +158,24 @@ class Store:
 
     def _link(self, conn: Connection, subject: str, category: str, captured: float,
               now: float) -> tuple[int, bool]:
-        """The open incident of ``subject`` within the window of ``captured``, or a new one."""
+        """The open incident of ``subject`` within the window of ``captured`` (widened to include
+        it, in one statement), or a new one."""
         i = db.incidents
-        row = conn.execute(
-            select(i.c.id, i.c.first_at, i.c.last_at)
-            .where(i.c.subject_ref == subject, i.c.state != "decided",
-                   i.c.last_at >= captured - self.window, i.c.first_at <= captured + self.window)
-            .order_by(i.c.last_at.desc()).limit(1)).first()
-        if row is None:
-            new_id = conn.execute(insert(i).values(
-                subject_ref=subject, category=category, first_at=captured, last_at=captured,
-                state="pending", updated=now)).inserted_primary_key
-            assert new_id is not None
-            return int(new_id[0]), True
-        conn.execute(update(i).where(i.c.id == row.id).values(
-            first_at=min(row.first_at, captured), last_at=max(row.last_at, captured), updated=now))
-        return int(row.id), False
+        target = (select(i.c.id)
+                  .where(i.c.subject_ref == subject, i.c.state != "decided",
+                         i.c.last_at >= captured - self.window, i.c.first_at <= captured + self.window)
+                  .order_by(i.c.last_at.desc()).limit(1).scalar_subquery())
+        found = conn.execute(update(i).where(i.c.id == target).values(
+            first_at=case((i.c.first_at < captured, i.c.first_at), else_=captured),
+            last_at=case((i.c.last_at > captured, i.c.last_at), else_=captured),
+            updated=now).returning(i.c.id)).scalar()
+        if found is not None:
+            return int(found), False
+        new_id = conn.execute(insert(i).values(
+            subject_ref=subject, category=category, first_at=captured, last_at=captured,
+            state="pending", updated=now)).inserted_primary_key
+        assert new_id is not None
+        return int(new_id[0]), True
 
     def status(self, device_id: str, payload: bytes, now: float) -> None:
         """The retained status (or its Last Will); marks reviews the device reports applied."""
