@@ -256,8 +256,11 @@ class Runner:
             except queue.Empty:
                 return
             try:
-                applied = self.dev.ledger.review(payload, self.clock())
+                now = self.clock()
+                applied = self.dev.ledger.review(payload, self.dev.watch.ctx.trust, now)
                 log.info("review applied: %s", applied)
+                self.stats.review_applied(applied, now)
+                self._publish_status()
             except EdgeError as e:
                 log.error("review message refused: %s", e)
             self._refresh_gate()  # a false alert may have tipped the monitor

@@ -7,12 +7,16 @@ parts; the runner decides when they are published.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edge.accountability.adjudication import Applied
 from edge.formats import iso_utc
 from edge.runtime.wiring import Device
+
+APPLIED_SHOWN = 20  # reviews applied listed in the status
 
 
 @dataclass
@@ -49,6 +53,14 @@ class RunStats:
     first_frame_at: float = 0.0
     fps: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    # The latest reviews applied, on the status topic so the station can show them applied.
+    reviews_applied: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=APPLIED_SHOWN))
+
+    def review_applied(self, applied: Applied, now: datetime) -> None:
+        self.reviews_applied.append({"event_id": applied.event_id, "outcome": applied.outcome,
+                                     "known": applied.known, "settled": applied.settled,
+                                     "confirmations": list(applied.confirmations),
+                                     "applied_at": iso_utc(now)})
 
 
 def status_line(gate: Gate, dev: Device) -> str:
@@ -78,6 +90,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
                    "warning": health.outbox.warning, "refused_alerts": health.outbox.refused_alerts},
         "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
         "last_bundle_error": stats.last_bundle_error,
+        "reviews_applied": list(stats.reviews_applied),
         "updated_at": iso_utc(now),
     }
 
