@@ -7,10 +7,10 @@ CACHE := .cache
 TESTDATA := $(CACHE)/testdata
 BUILD_VENV := .venv-build
 
-.PHONY: install testdata test unit lint run bench eval models fuzz deb clean help
+.PHONY: install station-install testdata test unit lint run bench eval models fuzz deb clean help
 
 help:
-	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
+	@echo "make run      demo: generated boulevard scene, local broker, the station's review page"
 	@echo "make test     lint + the whole test suite (what CI runs)"
 	@echo "make unit     the fast tier only (pytest -m 'not slow', under 2 minutes)"
 	@echo "make install  venv in $(VENV) with the firmware and dev tools"
@@ -23,6 +23,13 @@ help:
 
 install: $(VENV)/.installed
 
+# The operators' station (station/, distribution edge-station): central side only, never on a device.
+station-install: $(VENV)/.station-installed
+
+$(VENV)/.station-installed: station/pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e './station[test]'
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -34,22 +41,25 @@ testdata: $(TESTDATA)/.complete
 $(TESTDATA)/.complete: tests/fetch_testdata.py | $(VENV)/.installed
 	$(BIN)/python tests/fetch_testdata.py --set testdata --dest $(TESTDATA)
 
-lint: install
-	$(BIN)/ruff check edge evaluation tests models
+lint: install station-install
+	$(BIN)/ruff check edge evaluation tests models station
 	$(BIN)/mypy
+	cd station && ../$(BIN)/mypy
 
 # The fast tier (fakes at the model and hardware edge, no subprocess firmware): < 2 min.
-unit: install testdata
+unit: install station-install testdata
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test: lint install testdata
+test: lint install station-install testdata
 	$(BIN)/python -m pytest -q
 
-run: install testdata
-	$(BIN)/python -m edge.scenario.demo
+run: install station-install testdata
+	$(BIN)/python -m station.demo
 
-bench: install testdata
+bench: install station-install testdata
 	$(BIN)/python -m edge.bench
+	@echo; echo "== station =="
+	$(BIN)/python -m station.bench
 
 # Recognition at scale (LFW dev half; EVAL_DATA or $$EDGE_EVAL_DATA overrides ../shared/data).
 # Embeddings are cached in $(CACHE)/eval; writes docs/model-card/ and models/manifest.json's model_cards.

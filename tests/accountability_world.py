@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import cv2
+import nacl.signing
 import numpy as np
 
+from edge.accountability.adjudication import Review
+from edge.accountability.signed_review import sign_review
 from edge.audit.log import AuditLog, iter_records
+from edge.authority.build import trust_document
 from edge.watchlist.order import DeploymentOrder
+from edge.watchlist.trust import TrustRoot, load_pinned
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -26,6 +32,25 @@ ORDER = DeploymentOrder(
     public_contact="lfr@example.org", false_alert_budget=3, require_two_verifiers=True,
     retention_days=14,
 )
+
+
+# The operators' own keys, listed under the trust root's ``review`` role by name.
+AUTHORITY = nacl.signing.SigningKey(bytes([41]) * 32)
+OFFICERS = {f"officer-{i}": nacl.signing.SigningKey(bytes([50 + i]) * 32) for i in range(1, 6)}
+
+
+def review_trust(officers: Mapping[str, nacl.signing.SigningKey] = OFFICERS) -> TrustRoot:
+    """A device trust root whose ``review`` role lists ``officers`` (name -> key)."""
+    keys = {"authority": bytes(AUTHORITY.verify_key)}
+    keys |= {name: bytes(k.verify_key) for name, k in officers.items()}
+    roles = {r: (["authority"], 1) for r in ("trust", "watchlist", "order")}
+    roles["review"] = (list(officers), 1)
+    return load_pinned(trust_document(1, keys, roles, T0).sign(AUTHORITY).encode())
+
+
+def signed(review: Review, device_id: str = "cam-north") -> bytes:
+    """``review`` as its officer signs it on the station."""
+    return sign_review(review, device_id, OFFICERS[review.verifier_id])
 
 
 def face_crop_jpeg(testdata: Path, name: str = "obama.jpg") -> bytes:

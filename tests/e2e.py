@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,26 @@ def provision(tmp: Path, testdata: Path, broker: Broker, *, seconds: int = 20, s
     return prepare(tmp / "device", testdata, port=broker.port, scenario=scenario, realtime=realtime,
                    order_window=order_window, extra_config=extra_config,
                    false_alert_budget=false_alert_budget, require_two_verifiers=require_two_verifiers)
+
+
+def operator_keys(folder: Path, names: tuple[str, ...]) -> dict[str, Path]:
+    """A new review signer key per operator name (as ``edge keys generate`` makes them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {n: folder / f"{n}.ed25519" for n in names}
+    for n, f in files.items():
+        if not f.exists():
+            _tool("keys", "generate", "--kind", "signer", "--name", n, "--out", str(f))
+    return files
+
+
+def add_reviewers(dep: Deployment, keys: Mapping[str, Path]) -> None:
+    """Re-issue the device's trust root (before its first run) with a ``review`` role listing the
+    operators' keys (name -> signer key file; its ``.pub`` is used), as the authority does."""
+    operator_keys = (a for f in keys.values() for a in ("--key", f"{f}.pub"))
+    _tool("trust", "init", "--key", f"{dep.signer}.pub", *operator_keys,
+          "--role", "trust=authority", "--role", "watchlist=authority", "--role", "order=authority",
+          "--role", f"review={','.join(keys)}", "--out", str(dep.trust))
+    _tool("trust", "sign", "--key", str(dep.signer), str(dep.trust))
 
 
 def edge_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -28,18 +28,23 @@ from typing import Any
 
 import pytest
 
+from edge.accountability.adjudication import Review
+from edge.accountability.signed_review import sign_review
 from edge.delivery.topics import Topics
 from edge.scenario.demo import Deployment
 from edge.scenario.render import watchlisted_passes
+from edge.watchlist.keys import load_signer
 from tests.broker import Broker, Subscriber
 from tests.e2e import (
     ROOT,
+    add_reviewers,
     alerts_of,
     build_bundle,
     dedup,
     edge_cli,
     iso,
     low_floor_models,
+    operator_keys,
     provision,
     resign_order,
     sign_bundle,
@@ -86,11 +91,14 @@ def retained(broker: Broker, leaf: str) -> dict[str, Any]:
         sub.close()
 
 
-def review(event_id: str, outcome: str, verifier: str) -> bytes:
-    """An ``edge.review/1`` message as the centre writes it (see edge.accountability.adjudication)."""
-    return json.dumps({"schema": "edge.review/1", "event_id": event_id, "outcome": outcome,
-                       "verifier_id": verifier, "decided_at": datetime.now(UTC).isoformat(),
-                       "note": "end-to-end test"}).encode()
+OFFICERS = ("officer-17", "officer-22", "officer-3")
+
+
+def review(dep: Deployment, event_id: str, outcome: str, verifier: str) -> bytes:
+    """A review as the station signs it with the officer's own key (edge.accountability.signed_review)."""
+    key = load_signer(dep.work / "central" / "operators" / f"{verifier}.ed25519")
+    decision = Review(event_id, outcome, verifier, datetime.now(UTC), "end-to-end test")
+    return sign_review(decision, DEVICE, key)
 
 
 def audit(dep: Deployment, *kinds: str) -> list[dict[str, Any]]:
@@ -161,6 +169,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
     broker = Broker(tmp / "broker").start()
     try:
         dep = provision(tmp, testdata, broker, seconds=20, seed=3, n_others=3, extra_config=FAST_STATUS)
+        add_reviewers(dep, operator_keys(dep.work / "central" / "operators", OFFICERS))
         truth = json.loads(dep.scene.read_text())
         expected = len(watchlisted_passes(truth))
         sub = consumer(broker)
@@ -180,8 +189,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Iterat
                   "--n-others", "3", "--watchlisted", "")
         use_scene(dep, testdata, "scene-others", others, realtime=True)
         false_id, confirmed_id = alerts[0]["event_id"], alerts[1]["event_id"]
-        sent = [review(false_id, "false_alert", "officer-17"),
-                review(confirmed_id, "confirmed", "officer-22")]
+        sent = [review(dep, false_id, "false_alert", "officer-17"),
+                review(dep, confirmed_id, "confirmed", "officer-22")]
         for payload in sent + sent:  # MQTT is at least once: each review goes twice, recorded once
             sub.client.publish(TOPICS.review, payload, qos=1).wait_for_publish(30)
         mark = len(sub.messages)
@@ -310,6 +319,7 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
     # Budget 1 per 10,000 faces: a second false alert among a few dozen faces is a certain overrun.
     dep = provision(tmp_path, testdata, broker, seconds=36, seed=8, n_others=2, scenario_extra=SPREAD,
                     realtime=True, false_alert_budget=1, extra_config=FAST_STATUS)
+    add_reviewers(dep, operator_keys(dep.work / "central" / "operators", OFFICERS))
     sub = consumer(broker)
     proc = start_firmware(dep, testdata)
     reviewed: set[str] = set()
@@ -324,7 +334,7 @@ def test_false_alert_monitor_suspends_matching(tmp_path: Path, testdata: Path, b
                 if a["event_id"] not in reviewed:
                     reviewed.add(a["event_id"])
                     sub.client.publish(TOPICS.review,
-                                       review(a["event_id"], "false_alert", "officer-3"), qos=1)
+                                       review(dep, a["event_id"], "false_alert", "officer-3"), qos=1)
         assert wait_exit(proc, 120) == 0, log_of(dep)[-3000:]
     finally:
         stop_firmware(proc)

@@ -14,7 +14,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.accountability.adjudication import Review
 from edge.accountability.ledger import Ledger
 from edge.errors import ReviewError
-from tests.accountability_world import ORDER, T0, face_crop_jpeg, open_audit, records_of
+from tests.accountability_world import (
+    ORDER,
+    T0,
+    face_crop_jpeg,
+    open_audit,
+    records_of,
+    review_trust,
+    signed,
+)
 from tests.broker import Broker, Subscriber
 
 
@@ -29,11 +37,12 @@ def test_a_deployment_from_alerts_to_suspension_to_a_new_order(tmp_path: Path, t
         for i in range(3):
             ledger.alert(f"ev-{i}", crop, T0, T0)
         ledger.alert("ev-nocrop", None, T0, T0)  # alerts without a crop are counted all the same
-        ledger.review(Review("ev-0", "false_alert", "officer-1", T0).to_bytes(), T0)
+        trust = review_trust()
+        ledger.review(signed(Review("ev-0", "false_alert", "officer-1", T0)), trust, T0)
         assert "ev-0" not in ledger.evidence and ledger.suspended is None  # 1 in the first 10,000 faces
         with pytest.raises(ReviewError):
-            ledger.review(b'{"schema":"edge.review/1"}', T0)
-        applied = ledger.review(Review("ev-1", "false_alert", "officer-2", T0).to_bytes(), T0)
+            ledger.review(signed(Review("ev-1", "false_alert", "officer-2", T0), "cam-south"), trust, T0)
+        applied = ledger.review(signed(Review("ev-1", "false_alert", "officer-2", T0)), trust, T0)
         assert applied.evidence_deleted
         reason = ledger.suspended
         assert reason is not None and "budget of 1" in reason
@@ -79,10 +88,10 @@ def test_reviews_and_public_figures_over_a_real_broker(tmp_path: Path, testdata:
         sent = [Review("ev-a", "false_alert", "officer-1", T0),
                 Review("ev-b", "confirmed", "officer-1", T0), Review("ev-b", "confirmed", "officer-2", T0)]
         for r in sent:
-            centre.publish(f"{prefix}/review", r.to_bytes(), qos=1).wait_for_publish(5)
+            centre.publish(f"{prefix}/review", signed(r), qos=1).wait_for_publish(5)
         assert device_inbox.wait_for(lambda s: len(s.payloads("/review")) == 3)
         for payload in device_inbox.payloads("/review"):
-            ledger.review(payload, T0 + timedelta(minutes=1))
+            ledger.review(payload, review_trust(), T0 + timedelta(minutes=1))
         assert ledger.evidence.event_ids() == ["ev-b"]
         assert [(r["event_id"], r["outcome"]) for r in records_of(audit, "adjudication")] == [
             ("ev-a", "false_alert"), ("ev-b", "confirmed"), ("ev-b", "confirmed")]

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -46,6 +47,8 @@ __all__ = ["provisioned"]  # the module fixture, shared with test_wiring
 class BrokenWatch(FakeWatch):
     """A watchlist whose verifiers hit bugs (what a parser bug looks like to the runner)."""
 
+    ctx: Any = field(default_factory=lambda: SimpleNamespace(trust=None))
+
     def is_active(self, _data: bytes) -> bool:
         return False
 
@@ -67,7 +70,7 @@ class BrokenLedger:
     def lfr_payload(self, active: bool, _now: Any) -> dict[str, Any]:
         return {"live_facial_recognition": active}
 
-    def review(self, _payload: bytes, _now: Any) -> Any:
+    def review(self, _payload: bytes, _trust: Any, _now: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
 
 

@@ -1,6 +1,8 @@
 """The adjudication loop: outcomes the centre publishes about alerts, applied on the device.
 
-The centre publishes one JSON message per decision on ``<prefix>/review``::
+The centre publishes one decision per message on ``<prefix>/review``, signed by the
+operator's own key (the envelope and its checks are in
+:mod:`edge.accountability.signed_review`); the decision inside is::
 
     {"schema": "edge.review/1", "event_id": "...", "outcome": "false_alert",
      "verifier_id": "officer-17", "decided_at": "2026-11-22T03:10:00.000Z", "note": "..."}

@@ -10,8 +10,9 @@ The runner owns the threads and the clock; it calls, always with ``now``:
 - ``observe_totals(faces_total, embeddings_total, now)`` from the recognizer's
   cumulative counters (tracks, embeddings); returns the suspension reason once
   matching must stop;
-- ``review(payload, now)`` for each message on ``<prefix>/review``
-  (:class:`ReviewError` for a malformed one: log it, drop it);
+- ``review(payload, trust, now)`` for each message on ``<prefix>/review``: a signed
+  review (edge.accountability.signed_review) verified against the trust root
+  (:class:`ReviewError` or :class:`SignedDocumentError` for a refused one: log it, drop it);
 - ``tick(now, active)`` on every gate change and every few seconds;
 - ``housekeeping(now)`` now and then (hourly is plenty): retention purge and saves;
 - ``public_payload(now)`` / ``lfr_payload(active, now)`` for the retained topics.
@@ -27,12 +28,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge.accountability.adjudication import Adjudicator, Applied, parse_review
+from edge.accountability.adjudication import Adjudicator, Applied
 from edge.accountability.evidence import EvidenceStore
 from edge.accountability.monitor import DEFAULT_BUDGET, FalseAlertMonitor
+from edge.accountability.signed_review import verify_review
 from edge.accountability.transparency import FILE_NAME, Transparency, lfr_flag
 from edge.audit.records import AuditSink
 from edge.watchlist.order import MAX_RETENTION_DAYS, DeploymentOrder, Resume
+from edge.watchlist.trust import TrustRoot
 
 
 class Ledger:
@@ -40,6 +43,7 @@ class Ledger:
                  order: DeploymentOrder | None = None) -> None:
         state_dir = Path(state_dir)
         self.audit = audit
+        self.device_id = device_id
         self.evidence = EvidenceStore(state_dir / "evidence")
         self.transparency = Transparency(state_dir / FILE_NAME, device_id)
         self.monitor = FalseAlertMonitor(None if order is None else order.false_alert_budget, audit=audit,
@@ -106,8 +110,8 @@ class Ledger:
         self.transparency.add_embeddings(embeddings)
         return self.monitor.faces_processed(faces, now)
 
-    def review(self, payload: bytes, now: datetime) -> Applied:
-        return self.adjudicator.apply(parse_review(payload), now)
+    def review(self, payload: bytes, trust: TrustRoot, now: datetime) -> Applied:
+        return self.adjudicator.apply(verify_review(payload, trust, self.device_id), now)
 
     @property
     def suspended(self) -> str | None:

@@ -325,7 +325,8 @@ def register(subparsers: Any) -> None:
         p.add_argument("--key", type=Path, action="append", required=True,
                        help="signer public key file (repeat)")
         p.add_argument("--role", action="append", required=True,
-                       help="ROLE=NAME[,NAME...][:THRESHOLD] for trust, watchlist, order")
+                       help="ROLE=NAME[,NAME...][:THRESHOLD] for trust, watchlist, order "
+                            "and the optional review (operators' keys)")
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--now")
         p.set_defaults(func=func)

@@ -467,6 +467,11 @@ class MqttLink:
                 log.error("mqtt: subscription refused: %s", rc)
 
     def _on_message_cb(self, _conn: _Conn, _client: Any, _ud: Any, msg: Any) -> None:
+        if msg.retain and str(msg.topic) == self.config.topics.review:
+            # A review is a one-off decision: a retained one would be re-applied to every
+            # device session that subscribes later, so it is never taken.
+            log.error("retained message on %s refused: reviews are never retained", msg.topic)
+            return
         if self._on_message is not None:
             self._on_message(str(msg.topic), bytes(msg.payload))
 

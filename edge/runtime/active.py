@@ -300,7 +300,8 @@ class ActiveWatchlist:
         o = self.order
         return {"valid": True, "id": o.order_id, "site": o.site, "purpose": o.purpose,
                 "valid_from": iso_utc(o.valid_from), "valid_until": iso_utc(o.valid_until),
-                "public_contact": o.public_contact}
+                "public_contact": o.public_contact, "require_two_verifiers": o.require_two_verifiers,
+                "retention_days": o.retention_days}
 
     def summary(self) -> str:
         if self.active is None:

@@ -343,7 +343,11 @@ class Runner:
             self._refresh_gate()  # a false alert may have tipped the monitor
 
     def _apply_review(self, payload: bytes) -> str:
-        return f"review applied: {self.dev.ledger.review(payload, self.clock())}"
+        now = self.clock()
+        applied = self.dev.ledger.review(payload, self.dev.watch.ctx.trust, now)
+        self.stats.review_applied(applied, now)
+        self._publish_status()
+        return f"review applied: {applied}"
 
     def _checkpoint(self) -> None:
         key = self.dev.signing_key

@@ -7,12 +7,16 @@ parts; the runner decides when they are published.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edge.accountability.adjudication import Applied
 from edge.formats import iso_utc
 from edge.runtime.wiring import Device
+
+APPLIED_SHOWN = 20  # reviews applied listed in the status
 
 
 @dataclass
@@ -57,6 +61,14 @@ class RunStats:
     def message_refused(self, leaf: str, why: str) -> None:
         self.messages_refused[leaf] = self.messages_refused.get(leaf, 0) + 1
         self.last_message_error = f"{leaf}: {why}"[:300]
+    # The latest reviews applied, on the status topic so the station can show them applied.
+    reviews_applied: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=APPLIED_SHOWN))
+
+    def review_applied(self, applied: Applied, now: datetime) -> None:
+        self.reviews_applied.append({"event_id": applied.event_id, "outcome": applied.outcome,
+                                     "known": applied.known, "settled": applied.settled,
+                                     "confirmations": list(applied.confirmations),
+                                     "applied_at": iso_utc(now)})
 
 
 def status_line(gate: Gate, dev: Device) -> str:
@@ -88,6 +100,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
         "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
         "last_bundle_error": stats.last_bundle_error,
         "messages": {"refused": dict(stats.messages_refused), "last_error": stats.last_message_error},
+        "reviews_applied": list(stats.reviews_applied),
         "updated_at": iso_utc(now),
     }
 

@@ -42,7 +42,8 @@ ORDER_TYPE = "application/vnd.edge.deployment-order.v1"
 TRUST_TYPE = "application/vnd.edge.trust-root.v1"
 REVOCATION_TYPE = "application/vnd.edge.order-revocations.v1"
 RESUME_TYPE = "application/vnd.edge.resume-matching.v1"
-PAYLOAD_TYPES = (BUNDLE_TYPE, ORDER_TYPE, TRUST_TYPE, REVOCATION_TYPE, RESUME_TYPE)
+REVIEW_TYPE = "application/vnd.edge.review.v1"
+PAYLOAD_TYPES = (BUNDLE_TYPE, ORDER_TYPE, TRUST_TYPE, REVOCATION_TYPE, RESUME_TYPE, REVIEW_TYPE)
 
 KEYID_LEN = 32
 SIG_LEN = 64

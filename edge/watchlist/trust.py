@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edge.errors import MalformedError, RollbackError, SignedDocumentError, TrustError
+from edge.errors import (
+    MalformedError,
+    RollbackError,
+    SignedDocumentError,
+    TrustError,
+    UntrustedKeyError,
+)
 from edge.watchlist import canonical
 from edge.watchlist.envelope import (
     TRUST_TYPE,
@@ -24,6 +30,9 @@ from edge.watchlist.envelope import (
 )
 
 ROLES = ("watchlist", "order", "trust")
+# Roles a trust file may add: ``review`` lists the operators' keys whose signed
+# reviews the device applies (see edge.accountability.signed_review).
+OPTIONAL_ROLES = ("review",)
 MAX_TRUST_HEADER = 64 * 1024
 MAX_KEYS = 64
 
@@ -45,7 +54,9 @@ class TrustRoot:
 
     def verify(self, env: Envelope, role: str) -> frozenset[bytes]:
         """Key ids that validly signed ``env`` for ``role``, or a typed refusal."""
-        r = self.roles[role]
+        r = self.roles.get(role)
+        if r is None:
+            raise UntrustedKeyError(f"the trust root has no '{role}' role; no key may sign for it")
         return verify_threshold(
             env, keys=self.keys, allowed=r.keyids, threshold=r.threshold, role=role
         )
@@ -86,9 +97,10 @@ def parse_structure(data: bytes) -> TrustRoot:
         names[kid] = kf.text("name", max_len=128)
     roles: dict[str, Role] = {}
     rf = f.sub("roles")
-    if set(rf.obj) != set(ROLES):
-        raise TrustError(f"trust root must define exactly the roles {', '.join(ROLES)}")
-    for role in ROLES:
+    if not set(ROLES) <= set(rf.obj) <= {*ROLES, *OPTIONAL_ROLES}:
+        raise TrustError(f"trust root must define the roles {', '.join(ROLES)} "
+                         f"and may add {', '.join(OPTIONAL_ROLES)}")
+    for role in (*ROLES, *(r for r in OPTIONAL_ROLES if r in rf.obj)):
         r = rf.sub(role)
         ids = frozenset(_hex(h, 32, "role key id") for h in r.strings("keyids", max_len=MAX_KEYS))
         if not ids <= keys.keys():

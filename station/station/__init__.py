@@ -1,0 +1,1 @@
+"""The operators' station: the central half of the watchlist system (never on a device)."""
