@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli import main as edge_main
-from edge.scenario.demo import Deployment, prepare
+from edge.scenario.demo import DEMO_BUDGET, Deployment, prepare
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
 
@@ -26,8 +26,8 @@ def provision(tmp: Path, testdata: Path, broker: Broker, *, seconds: int = 20, s
               watchlisted: str = "obama,biden,tom_hanks", n_others: int = 5,
               order_window: tuple[timedelta, timedelta] = (timedelta(hours=-1), timedelta(days=1)),
               extra_config: str = "", scenario_extra: tuple[str, ...] = (), realtime: bool = False,
-              false_alert_budget: int | None = None, require_two_verifiers: bool = False) -> Deployment:
-    scenario = ("--seconds", str(seconds), "--seed", str(seed), "--face-min", "40", "--face-max", "120",
+              false_alert_budget: int = DEMO_BUDGET, require_two_verifiers: bool = False) -> Deployment:
+    scenario = ("--seconds", str(seconds), "--seed", str(seed), "--face-min", "56", "--face-max", "120",
                 "--n-others", str(n_others), "--watchlisted", watchlisted,
                 *scenario_extra)
     return prepare(tmp / "device", testdata, port=broker.port, scenario=scenario, realtime=realtime,

@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--others", type=_names, default=None,
                    help="other identities (default: the first --n-others of the catalogue)")
     p.add_argument("--n-others", type=int, default=5)
-    p.add_argument("--face-min", type=float, default=40.0, help="face width, pixels")
+    p.add_argument("--face-min", type=float, default=56.0, help="face width, pixels")
     p.add_argument("--face-max", type=float, default=120.0)
     p.add_argument("--speed-min", type=float, default=120.0, help="pixels per second")
     p.add_argument("--speed-max", type=float, default=240.0)

@@ -34,7 +34,7 @@ class ScenarioSpec:
     seed: int = 1
     watchlisted: tuple[str, ...] = DEFAULT_WATCHLISTED
     others: tuple[str, ...] = DEFAULT_OTHERS[:5]
-    face_min: float = 40.0
+    face_min: float = 56.0
     face_max: float = 120.0
     speed_min: float = 120.0  # pixels per second
     speed_max: float = 240.0
