@@ -3,12 +3,26 @@
 ``atomic_write``: temp file in the same folder, fsync, ``os.replace``, fsync of
 the folder, so a reader (or a power cut) sees the old or the new file, never a
 torn one.
+
+Temporary and staging files get unpredictable names and are created with
+``O_EXCL | O_NOFOLLOW`` (``create_new``): a symlink planted in a state folder is
+never followed, so a writer running as the service user cannot be turned into a
+write to some other file.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def create_new(directory: Path, stem: str, mode: int = 0o600) -> tuple[int, Path]:
+    """A new file with a random name in ``directory``: (fd, path). Never follows or reuses a path."""
+    path = directory / f".{stem}.{secrets.token_hex(8)}.tmp"
+    return os.open(path, _NEW, mode), path
 
 
 def fsync_dir(directory: Path) -> None:
@@ -27,14 +41,17 @@ def write_all(fd: int, data: bytes) -> None:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` atomically and durably (file mode ``mode``)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd, tmp = create_new(path.parent, path.name, mode)
     try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

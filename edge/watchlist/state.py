@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge.errors import MalformedError, SignedDocumentError, StateError
-from edge.fsutil import atomic_write, fsync_dir, write_all
+from edge.fsutil import atomic_write, create_new, fsync_dir, write_all
 from edge.watchlist import canonical
 from edge.watchlist.bundle import (
     StateRecord,
@@ -135,8 +135,7 @@ class BundleStore:
 
     def _stage(self, name: str, data: bytes, file_sha: str) -> None:
         """Write the new bundle beside the old one and read it back before it can be named."""
-        staging = self.dir / f".staging-{os.getpid()}.tmp"
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, staging = create_new(self.dir, "staging")
         try:
             write_all(fd, data)
             os.fsync(fd)
