@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge.accountability.governance import threshold_floor
 from edge.cli import main as edge_main
+from edge.perception.manifest import load_manifest
 from edge.scenario.demo import Deployment, prepare
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
@@ -72,14 +74,18 @@ def use_scene(dep: Deployment, testdata: Path, name: str, args: tuple[str, ...],
 
 
 def low_floor_models(folder: Path, floor: float) -> Path:
-    """The same model files under a manifest whose card claims a lower floor (a tampered card)."""
+    """The same model files under a manifest whose cards claim a lower floor (a tampered card):
+    every measured false-match curve slid down so that its 1-in-1,000 point sits at ``floor``."""
     folder.mkdir(parents=True, exist_ok=True)
     for f in (ROOT / "models").iterdir():
         if f.is_file() and f.name != "manifest.json":
             (folder / f.name).symlink_to(f)
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
-    for card in manifest["model_cards"].values():
-        card["threshold_floor"] = floor
+    real = load_manifest(ROOT / "models")
+    for family, card in manifest["model_cards"].items():
+        shift = threshold_floor(real, family) - floor
+        for op in card["operating"].values():
+            op["fmr"] = [[t - shift, f] for t, f in op["fmr"]]
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return folder
 
