@@ -39,8 +39,9 @@ def pub(key: nacl.signing.SigningKey) -> bytes:
     return bytes(key.verify_key)
 
 
-def random_templates(rng: np.random.Generator, n: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return normalise(rng.standard_normal((n, 128)).astype(np.float32))
+def random_templates(rng: np.random.Generator, n: int,
+                     dim: int = MODEL.dim) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return normalise(rng.standard_normal((n, dim)).astype(np.float32))
 
 
 def entry(rng: np.random.Generator, i: int, *, n_templates: int = 2, **kw: Any) -> EntrySpec:
@@ -135,7 +136,9 @@ def provision_documents(base: Path, device_id: str, camera_id: str, site: str, n
     (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
     manifest = load_manifest(models_dir)
     threshold = round(max(0.95, embedder_floor(manifest)), 4)
-    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
+    model = embedder_ref(manifest)
+    entries = [entry(world.rng, i, templates=random_templates(world.rng, 2, model.dim)) for i in range(3)]
+    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=model, entries=entries,
                             threshold=threshold, recipients={device_id: device_public_key})
     (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
     return threshold

@@ -31,8 +31,10 @@ from pathlib import Path
 from edge.cli import main as edge_main
 from edge.errors import BrokerError, EdgeError
 from edge.formats import iso_utc
+from edge.perception.manifest import load_manifest
 from edge.scenario.broker import free_port, port_open, start_mosquitto, stop_mosquitto
 from edge.scenario.render import watchlisted_passes
+from edge.watchlist.model import embedder_floor
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: edge/scenario/demo.py
 
@@ -86,11 +88,15 @@ def _tool(*argv: str) -> None:
 
 def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo",
             camera_id: str = "cam-1", site: str = "Demo Boulevard, north end",
-            scenario: Sequence[str] = (), realtime: bool = True, threshold: float = 0.94,
+            scenario: Sequence[str] = (), realtime: bool = True, threshold: float | None = None,
             order_window: tuple[timedelta, timedelta] = (timedelta(hours=-1), timedelta(days=1)),
             now: datetime | None = None, extra_config: str = "", video: bool = False,
             false_alert_budget: int | None = None, require_two_verifiers: bool = False) -> Deployment:
-    """Provision a device in ``work`` as the authority and installer would."""
+    """Provision a device in ``work`` as the authority and installer would.
+
+    The bundle's threshold defaults to the default recogniser's floor from its model card;
+    the device raises it to the deployment's operating point.
+    """
     now = now or datetime.now(UTC)
     work.mkdir(parents=True, exist_ok=True)
     keys, central = work / "keys", work / "central"
@@ -124,6 +130,8 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         writer.writeheader()
         writer.writerows(rows)
     bundle = central / "bundle.bin"
+    if threshold is None:
+        threshold = embedder_floor(load_manifest(ROOT / "models"))
     _tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
           "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
           str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
