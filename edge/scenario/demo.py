@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -34,9 +35,13 @@ from edge.formats import iso_utc
 from edge.perception.manifest import load_manifest
 from edge.scenario.broker import free_port, port_open, start_mosquitto, stop_mosquitto
 from edge.scenario.render import watchlisted_passes
-from edge.watchlist.model import embedder_floor
+from edge.watchlist.model import embedder_floor, reliable_width
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: edge/scenario/demo.py
+# A detected face box is within about 10% of the rendered face's width (measured on these
+# scenes: 43.4 px rendered, 44 detected; a 48 px photo, 43 to 51), so listed faces are planned
+# this much above the model card's reliable width, where every one of them is matched.
+LISTED_MARGIN = 1.15
 
 # Who is on the demo watchlist, and the photo each is enrolled from. The scene
 # walks other photos of them where the test data has more than one.
@@ -130,8 +135,9 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         writer.writeheader()
         writer.writerows(rows)
     bundle = central / "bundle.bin"
+    manifest = load_manifest(ROOT / "models")
     if threshold is None:
-        threshold = embedder_floor(load_manifest(ROOT / "models"))
+        threshold = embedder_floor(manifest)
     _tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
           "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
           str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
@@ -158,8 +164,10 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
 
     scene_dir = work / "scene"
     scene = scene_dir / "scene.json"
+    # Listed people walk at or above the card's reliable width (``scenario`` may override it).
+    listed_min = math.ceil(reliable_width(manifest) * LISTED_MARGIN)
     _tool("scenario", "--out", str(scene_dir), *(() if video else ("--no-video",)), "--faces",
-          str(testdata), *scenario)
+          str(testdata), "--listed-min", str(listed_min), *scenario)
     # A video file is what a device's decoder sees; the scenario source re-renders
     # the frames in memory instead (faster to set up, no compression).
     kind, target = ("file", scene_dir / "scene.mp4") if video else ("scenario", scene)
