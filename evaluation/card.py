@@ -3,8 +3,9 @@
 The device-facing block goes into ``models/manifest.json`` under
 ``model_cards[family]`` (only that key is rewritten, under the lock the model
 build scripts take). Keys of the previous card that firmware code reads
-(``threshold``, ``threshold_floor``) are carried over unchanged: setting them
-is the threshold policy's job, not the eval's.
+(``threshold``, today's operating point that the eval compares against) is
+carried over unchanged: setting it is the threshold policy's job, not the
+eval's. The floor is not a key: governance reads it off the measured curve.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from evaluation import metrics as mt
 from evaluation.run import Curves
 
 CARDS_KEY = "model_cards"
-CARRIED_KEYS = ("threshold", "threshold_floor")
+CARRIED_KEYS = ("threshold",)
 
 
 @contextlib.contextmanager

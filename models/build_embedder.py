@@ -68,7 +68,7 @@ PROVENANCE: dict[str, Any] = {
     "provenance": {
         "eligible_default": True,
         "rule": "weights may be redistributed and training-data terms do not forbid the use",
-        "verdict": "eligible default (today's default): weights released into the public "
+        "verdict": "eligible default: weights released into the public "
                    "domain by their author; no stated training-data terms forbid the use",
         "runs": "anywhere (default-eligible)",
     },

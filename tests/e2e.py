@@ -14,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge.accountability.governance import threshold_floor
 from edge.cli import main as edge_main
-from edge.scenario.demo import DEMO_BUDGET, Deployment, prepare
+from edge.perception.manifest import load_manifest
+from edge.scenario.demo import Deployment, prepare
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
 
@@ -26,8 +28,8 @@ def provision(tmp: Path, testdata: Path, broker: Broker, *, seconds: int = 20, s
               watchlisted: str = "obama,biden,tom_hanks", n_others: int = 5,
               order_window: tuple[timedelta, timedelta] = (timedelta(hours=-1), timedelta(days=1)),
               extra_config: str = "", scenario_extra: tuple[str, ...] = (), realtime: bool = False,
-              false_alert_budget: int = DEMO_BUDGET, require_two_verifiers: bool = False) -> Deployment:
-    scenario = ("--seconds", str(seconds), "--seed", str(seed), "--face-min", "56", "--face-max", "120",
+              false_alert_budget: int | None = None, require_two_verifiers: bool = False) -> Deployment:
+    scenario = ("--seconds", str(seconds), "--seed", str(seed), "--face-min", "40", "--face-max", "120",
                 "--n-others", str(n_others), "--watchlisted", watchlisted,
                 *scenario_extra)
     return prepare(tmp / "device", testdata, port=broker.port, scenario=scenario, realtime=realtime,
@@ -93,14 +95,18 @@ def use_scene(dep: Deployment, testdata: Path, name: str, args: tuple[str, ...],
 
 
 def low_floor_models(folder: Path, floor: float) -> Path:
-    """The same model files under a manifest whose card claims a lower floor (a tampered card)."""
+    """The same model files under a manifest whose cards claim a lower floor (a tampered card):
+    every measured false-match curve slid down so that its 1-in-1,000 point sits at ``floor``."""
     folder.mkdir(parents=True, exist_ok=True)
     for f in (ROOT / "models").iterdir():
         if f.is_file() and f.name != "manifest.json":
             (folder / f.name).symlink_to(f)
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
-    for card in manifest["model_cards"].values():
-        card["threshold_floor"] = floor
+    real = load_manifest(ROOT / "models")
+    for family, card in manifest["model_cards"].items():
+        shift = threshold_floor(real, family) - floor
+        for op in card["operating"].values():
+            op["fmr"] = [[t - shift, f] for t, f in op["fmr"]]
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return folder
 

@@ -31,9 +31,11 @@ import pytest
 from edge.accountability.adjudication import Review
 from edge.accountability.signed_review import sign_review
 from edge.delivery.topics import Topics
+from edge.perception.manifest import load_manifest
 from edge.scenario.demo import Deployment
 from edge.scenario.render import watchlisted_passes
 from edge.watchlist.keys import load_signer
+from edge.watchlist.model import embedder_floor
 from tests.broker import Broker, Subscriber
 from tests.e2e import (
     ROOT,
@@ -429,8 +431,7 @@ def test_threshold_below_the_model_card_floor_is_refused(tmp_path: Path, testdat
                                                          broker: Broker) -> None:
     dep = provision(tmp_path, testdata, broker, seconds=20, seed=4, watchlisted="", n_others=2, realtime=True,
                     extra_config=FAST_STATUS)
-    card = json.loads((ROOT / "models" / "manifest.json").read_text())["model_cards"]["dlib_resnet_v1"]
-    floor = float(card["threshold_floor"])
+    floor = embedder_floor(load_manifest(ROOT / "models"))  # the default recogniser's, from its card
     low = round(floor - 0.04, 2)
 
     # In the config: `edge run` stops at start, naming the key.
@@ -446,7 +447,7 @@ def test_threshold_below_the_model_card_floor_is_refused(tmp_path: Path, testdat
     assert not (dep.work / "low.bin").exists()
 
     # A bundle built against a doctored model card and signed by the authority: the device refuses it.
-    models = low_floor_models(tmp_path / "doctored-models", floor=0.5)
+    models = low_floor_models(tmp_path / "doctored-models", floor=round(low - 0.1, 2))
     r = build_bundle(dep, dep.work / "low.bin", version=int(time.time()) + 10, threshold=low,
                      models_dir=models)
     assert r.returncode == 0, r.stderr[-2000:]

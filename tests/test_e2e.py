@@ -20,6 +20,7 @@ import pytest
 
 from edge.delivery.contract import validate_alert
 from edge.delivery.topics import Topics
+from edge.perception.manifest import DEFAULT_EMBEDDER, load_manifest
 from edge.scenario.render import watchlisted_passes
 from tests.broker import Broker, Subscriber
 from tests.e2e import (
@@ -205,10 +206,11 @@ def test_broken_config_names_the_key(tmp_path: Path) -> None:
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path: Path, testdata: Path, broker: Broker) -> None:
+    missing = load_manifest(ROOT / "models").variant(DEFAULT_EMBEDDER, "float32").file
     models = tmp_path / "models"
     models.mkdir()
     for f in (ROOT / "models").glob("*"):
-        if f.is_file() and not f.name.startswith("dlib_resnet_v1_fp32"):
+        if f.is_file() and f.name != missing:
             (models / f.name).write_bytes(f.read_bytes())
     dep = provision(tmp_path, testdata, broker, seconds=20, extra_config="",
                     scenario_extra=())
@@ -216,7 +218,7 @@ def test_missing_model_file_is_a_clear_error(tmp_path: Path, testdata: Path, bro
     dep.config.write_text(text)
     r = _edge("run", "--config", str(dep.config))
     assert r.returncode != 0
-    assert "dlib_resnet_v1_fp32.tflite" in r.stderr and "make models" in r.stderr, r.stderr[-2000:]
+    assert missing in r.stderr and "make models" in r.stderr, r.stderr[-2000:]
 
 
 def test_unreadable_source_is_a_clear_error(tmp_path: Path, testdata: Path, broker: Broker) -> None:

@@ -49,12 +49,14 @@ def test_verify_and_enrolment_use_the_largest_face(analyzer: FaceAnalyzer, testd
     obama, biden = load_image(testdata / "obama.jpg"), load_image(testdata / "biden.jpg")
     photo = _side_by_side(obama, biden, 0.45)
     main = analyzer.main_face(photo)
-    alone = analyzer.main_face(obama)
-    assert main is not None and alone is not None
-    assert main.embedding is not None and alone.embedding is not None
-    assert float(main.embedding @ alone.embedding) > 0.99  # Obama, not the small Biden
+    alone, other = analyzer.main_face(obama), analyzer.main_face(biden)
+    assert main is not None and alone is not None and other is not None
+    assert main.embedding is not None and alone.embedding is not None and other.embedding is not None
+    # The same photo of Obama (measured 0.97; other photos of him score under 0.8), not the small Biden.
+    assert float(main.embedding @ alone.embedding) > 0.95
+    assert float(main.embedding @ other.embedding) < 0.3
     template = template_for(analyzer, photo, min_quality=0.0, min_width=40)
-    assert float(template @ alone.embedding) > 0.99
+    assert float(template @ alone.embedding) > 0.95
 
 
 def test_enrolment_refuses_two_faces_of_similar_size(analyzer: FaceAnalyzer, testdata: Path) -> None:

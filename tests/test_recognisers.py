@@ -114,10 +114,13 @@ def test_manifest_records_provenance(family: str, models_dir: Path) -> None:
     assert emb.dim == size and emb.spec.chip_size == 112
 
 
-def test_dlib_stays_the_default(models_dir: Path) -> None:
-    assert DEFAULT_EMBEDDER == "dlib_resnet_v1"
-    assert FaceAnalyzer.from_models_dir(models_dir, "float").embedder.model_id.startswith(
-        "dlib_resnet_v1")
+def test_the_default_is_eligible_by_provenance_and_dlib_stays_selectable(models_dir: Path) -> None:
+    assert DEFAULT_EMBEDDER == "mobileface_v2"
+    manifest = load_manifest(models_dir)
+    assert manifest.variant(DEFAULT_EMBEDDER, "float32").extra["provenance"]["eligible_default"] is True
+    assert FaceAnalyzer.from_models_dir(models_dir, "float").embedder.model_id.startswith("mobileface_v2")
+    assert FaceAnalyzer.from_models_dir(models_dir, "float", family="dlib_resnet_v1"
+                                        ).embedder.model_id.startswith("dlib_resnet_v1")
 
 
 def test_embed_cli_selects_the_recogniser(testdata: Path, models_dir: Path,

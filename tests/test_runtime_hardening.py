@@ -36,7 +36,7 @@ from tests.accountability_world import records_of
 from tests.test_runner_gate import NOW as FAKE_NOW
 from tests.test_runner_gate import FakeDevice, FakeWatch, runner
 from tests.test_wiring import CAMERA_ID, DEVICE_ID, NOW, Provisioned, build, provisioned
-from tests.watchlist_world import FLEET, World, entry, signing_key
+from tests.watchlist_world import FLEET, World, entry, random_templates, signing_key
 
 __all__ = ["provisioned"]  # the module fixture, shared with test_wiring
 
@@ -199,8 +199,9 @@ def test_an_expired_entry_leaves_the_matcher_and_is_audited(provisioned: Provisi
     w = world()
     rng = np.random.default_rng(5)
     soon = NOW + timedelta(hours=1)
-    specs = [entry(rng, 0, expires_at=soon), entry(rng, 1, expires_at=soon + timedelta(days=3)),
-             entry(rng, 2, expires_at=NOW + timedelta(days=20))]
+    dim = embedder_ref(load_manifest(MODELS)).dim
+    specs = [entry(rng, i, expires_at=exp, templates=random_templates(rng, 2, dim))
+             for i, exp in enumerate((soon, soon + timedelta(days=3), NOW + timedelta(days=20)))]
     from edge.watchlist.keys import load_device_key
 
     dkey = load_device_key(base / "keys" / "device.x25519")

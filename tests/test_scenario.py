@@ -116,6 +116,19 @@ def test_spec_errors_name_the_key() -> None:
         ScenarioSpec(others=("nobody",)).validate()
     with pytest.raises(ConfigError, match="'face_min'"):
         ScenarioSpec(face_min=10).validate()
+    with pytest.raises(ConfigError, match="'listed_min'"):
+        ScenarioSpec(face_min=40, face_max=100, listed_min=120).validate()
+
+
+def test_listed_people_walk_at_or_above_listed_min() -> None:
+    from edge.scenario.plan import plan_passes
+
+    spec = ScenarioSpec(seconds=60, seed=5, watchlisted=("obama", "biden", "tom_hanks"),
+                        others=("t1_0", "t1_1", "t1_2", "t1_3", "t1_4"), face_min=40, face_max=120)
+    narrow = {p.identity: p.face_width for p in plan_passes(spec, {}) if p.watchlisted}
+    assert min(narrow.values()) < 48  # this seed walks listed people narrower than a card's 48 px
+    passes = plan_passes(ScenarioSpec(**{**spec.__dict__, "listed_min": 56.0}), {})
+    assert min(p.face_width for p in passes if p.watchlisted) >= 56
 
 
 def test_overfull_scene_is_refused(testdata: Path, finder: FaceFinder) -> None:

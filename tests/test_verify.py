@@ -13,6 +13,8 @@ from edge.cli import main
 from edge.errors import ImageError
 from edge.perception.analyzer import FaceAnalyzer
 from edge.perception.cli import load_image
+from edge.perception.embedder import ManifestEmbedder
+from edge.perception.manifest import DEFAULT_EMBEDDER
 from edge.perception.quality import assess
 
 OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg")
@@ -48,8 +50,10 @@ def test_faces_carry_quality_and_unit_embeddings(analyzer: FaceAnalyzer, testdat
     detailed = analyzer.analyze_detailed(load_image(testdata / "obama.jpg"))
     assert len(detailed) == 1
     a = detailed[0]
-    assert a.chip.shape == (150, 150, 3)
-    assert a.face.embedding is not None and a.face.embedding.shape == (128,)
+    emb = analyzer.embedder
+    assert isinstance(emb, ManifestEmbedder) and emb.model_id.startswith(DEFAULT_EMBEDDER)
+    assert a.chip.shape == (emb.spec.chip_size, emb.spec.chip_size, 3)
+    assert a.face.embedding is not None and a.face.embedding.shape == (emb.dim,)
     assert abs(float(np.linalg.norm(a.face.embedding)) - 1.0) < 1e-5
     assert 0.5 < a.face.quality <= 1.0
     assert a.quality == assess(a.face.detection, a.chip)
@@ -64,7 +68,7 @@ def test_embed_cli_json(testdata: Path, models_dir: Path,
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert [len(i["faces"]) for i in out["images"]] == [1, 6]
-    assert out["models"]["embedder"] == "dlib_resnet_v1_int8"
+    assert out["models"]["embedder"] == f"{DEFAULT_EMBEDDER}_int8"
     face = out["images"][0]["faces"][0]
     assert set(face) >= {"box", "keypoints", "score", "quality", "embedding"}
     assert len(face["keypoints"]) == 6 and face["score"] > 0.5
@@ -92,7 +96,7 @@ def test_verify_cli(testdata: Path, models_dir: Path,
     assert main(["verify", str(testdata / "obama.jpg"), str(testdata / "obama3.jpg"),
                  "--json", "--models-dir", str(models_dir)]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["similarity"] > other and doc["embedder"].startswith("dlib_resnet_v1")
+    assert doc["similarity"] > other and doc["embedder"].startswith(DEFAULT_EMBEDDER)
 
 
 def test_cli_bad_files(tmp_path: Path, testdata: Path, models_dir: Path,

@@ -26,6 +26,7 @@ from edge.pipeline.matcher import Matcher
 from edge.watchlist import canonical
 from edge.watchlist.bundle import DeviceIdentity
 from edge.watchlist.context import load_context
+from edge.watchlist.model import embedder_floor
 from edge.watchlist.state import BundleStore
 
 GOOD = [("obama.jpg", "subj-obama"), ("obama_partial_face.jpg", "subj-obama"),
@@ -91,7 +92,8 @@ def test_build_sign_inspect_install_and_match(
     build = ["bundle", "build", "--images", str(images), "--csv", str(k / "entries.csv"),
              "--models-dir", str(models_dir), "--device", f"cam-north={k}/cam-north.key.pub",
              "--fleet", "boulevard", "--version", "1", "--issuer", "Met",
-             "--threshold", "0.95", "--min-quality", f"{bar:.3f}", "--out", str(k / "b.bin")]
+             "--threshold", str(embedder_floor(load_manifest(models_dir))), "--min-quality", f"{bar:.3f}",
+             "--out", str(k / "b.bin")]
 
     rc, _, err = _run(capsys, *build)
     assert rc == 1 and not (k / "b.bin").exists()

@@ -39,8 +39,9 @@ def pub(key: nacl.signing.SigningKey) -> bytes:
     return bytes(key.verify_key)
 
 
-def random_templates(rng: np.random.Generator, n: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return normalise(rng.standard_normal((n, 128)).astype(np.float32))
+def random_templates(rng: np.random.Generator, n: int,
+                     dim: int = MODEL.dim) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return normalise(rng.standard_normal((n, dim)).astype(np.float32))
 
 
 def entry(rng: np.random.Generator, i: int, *, n_templates: int = 2, **kw: Any) -> EntrySpec:
@@ -103,7 +104,10 @@ class World:
             recipients={self.device.device_id: bytes(self.dkey.public_key)},
             model=MODEL,
             threshold=0.95,
-            entries=entries if entries is not None else [entry(self.rng, i) for i in range(n)],
+            # Templates of the bundle's own embedding size (the device's model when one is given).
+            entries=entries if entries is not None else [
+                entry(self.rng, i, templates=random_templates(self.rng, 2, kw.get("model", MODEL).dim))
+                for i in range(n)],
         )
         args.update(kw)
         return build_bundle(**args)
@@ -135,7 +139,9 @@ def provision_documents(base: Path, device_id: str, camera_id: str, site: str, n
     (base / "order.json").write_bytes(order.envelope().sign(world.order).encode())
     manifest = load_manifest(models_dir)
     threshold = round(max(0.95, embedder_floor(manifest)), 4)
-    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=embedder_ref(manifest),
+    model = embedder_ref(manifest)
+    entries = [entry(world.rng, i, templates=random_templates(world.rng, 2, model.dim)) for i in range(3)]
+    bundle = world.unsigned(1, issued_at=now - timedelta(hours=1), model=model, entries=entries,
                             threshold=threshold, recipients={device_id: device_public_key})
     (base / "bundle.bin").write_bytes(bundle.sign(world.watch).encode())
     return threshold

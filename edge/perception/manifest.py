@@ -24,8 +24,10 @@ SYSTEM_MODELS_DIR = Path("/usr/share/edge/models")
 ROLES = ("detector", "embedder", "landmarks")
 VARIANTS = ("float32", "fp16", "int8")
 # The recogniser family used when nothing names another (config ``models.embedder``,
-# ``--embedder``); the lead decides when it changes.
-DEFAULT_EMBEDDER = "dlib_resnet_v1"
+# ``--embedder``): MobileFace V2, whose provenance verdict makes it an eligible default
+# (MIT weights; no published training-data terms forbid the use) and which the model
+# card measures far stronger than dlib's descriptor. ``dlib_resnet_v1`` stays selectable.
+DEFAULT_EMBEDDER = "mobileface_v2"
 _FIX = "rebuild with `make models` or reinstall the firmware package"
 
 

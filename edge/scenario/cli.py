@@ -45,8 +45,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--others", type=_names, default=None,
                    help="other identities (default: the first --n-others of the catalogue)")
     p.add_argument("--n-others", type=int, default=5)
-    p.add_argument("--face-min", type=float, default=56.0, help="face width, pixels")
+    p.add_argument("--face-min", type=float, default=40.0, help="face width, pixels")
     p.add_argument("--face-max", type=float, default=120.0)
+    p.add_argument("--listed-min", type=float, default=None,
+                   help="smallest face width of a watchlisted pass (default: --face-min)")
     p.add_argument("--speed-min", type=float, default=120.0, help="pixels per second")
     p.add_argument("--speed-max", type=float, default=240.0)
     p.add_argument("--passes", type=int, default=1, help="passes per person")
@@ -87,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     spec = ScenarioSpec(
         seconds=args.seconds, fps=args.fps, size=args.size, seed=args.seed,
         watchlisted=args.watchlisted, others=others, face_min=args.face_min,
-        face_max=args.face_max, speed_min=args.speed_min, speed_max=args.speed_max,
+        face_max=args.face_max, listed_min=args.listed_min, speed_min=args.speed_min,
+        speed_max=args.speed_max,
         passes_per_person=args.passes, repeat_gap=args.repeat_gap,
         background=args.background, noise=args.noise,
     )
