@@ -1,9 +1,9 @@
 """dlib's own 5-point landmarks and chips on the pinned test faces: tests/data/landmarks5_refs.json.
 
-    python3.11 -m venv /tmp/dlib-venv
-    /tmp/dlib-venv/bin/pip install dlib-bin==20.0.1.post1 ai-edge-litert==2.3.0 \\
+    venv=$(mktemp -d)/dlib-venv && python3.11 -m venv "$venv"
+    "$venv"/bin/pip install dlib-bin==20.0.1.post1 ai-edge-litert==2.3.0 \\
         opencv-python-headless==5.0.0.93 numpy==2.4.6
-    /tmp/dlib-venv/bin/python models/make_landmark_refs.py
+    "$venv"/bin/python models/make_landmark_refs.py
 
 (``dlib-bin`` is dlib's prebuilt wheel; it is not a project dependency and is
 needed only here.) For every face in the test images that both dlib's HOG
