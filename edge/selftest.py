@@ -128,8 +128,9 @@ def check_accelerator(models: ModelsConfig) -> Check:
     if models.edgetpu and backends != {"edgetpu"}:
         return failed("accelerator", detail,
                       "plug the Coral into a USB3 port (or seat the M.2 card), `sudo apt install "
-                      "libedgetpu1-std`, replug, and install the *_edgetpu.tflite files from "
-                      "edgetpu_compiler; or set models.edgetpu = false to run on the CPU on purpose")
+                      "libedgetpu1-std` (the version the README's Coral section pins), replug, and "
+                      "install the *_edgetpu.tflite files that `make edgetpu` compiles on an "
+                      "x86-64 build host; or set models.edgetpu = false to run on the CPU on purpose")
     return passed("accelerator", detail)
 
 

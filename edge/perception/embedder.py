@@ -15,6 +15,7 @@ and a watchlist bundle names it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +35,7 @@ CHIP_SIZE = 150
 EMBEDDING_SIZE = 128
 
 
-def l2_normalise(x: npt.NDArray[np.floating]) -> FloatArray:
+def l2_normalise(x: npt.NDArray[np.floating[Any]]) -> FloatArray:
     """Rows scaled to unit length; an all-zero row stays zero instead of NaN."""
     v = np.asarray(x, np.float32)
     n = np.linalg.norm(v, axis=-1, keepdims=True)

@@ -55,6 +55,8 @@ class ModelEntry:
     licence: str = ""
     build_command: str = ""
     edgetpu_file: str | None = None
+    # Recorded by `make edgetpu` (models/build_edgetpu.py) with the compiler's op report.
+    edgetpu_sha256: str | None = None
     cpu_preferred: bool = False
     # Role-specific blocks kept as parsed JSON: "decode" for detectors,
     # alignment template and embedding size for embedders, and anything newer.
@@ -115,11 +117,15 @@ class Manifest:
     def verify_hashes(self, model_ids: Iterable[str] | None = None) -> None:
         """Check that each listed file exists and has the recorded sha256.
 
-        Edge TPU files are compiled on the device by the installer, so the
-        manifest cannot know their hash; they are not checked here.
+        An Edge TPU file (compiled by ``make edgetpu`` on a build host) is
+        optional; when it is present it must have the hash the manifest records.
         """
         for model_id in model_ids if model_ids is not None else sorted(self.models):
-            verify_entry(self.models_dir, self.get(model_id))
+            entry = self.get(model_id)
+            verify_entry(self.models_dir, entry)
+            tpu = self.edgetpu_path(entry)
+            if tpu is not None and tpu.is_file():
+                verify_edgetpu(self.models_dir, entry)
 
 
 def verify_entry(models_dir: Path, entry: ModelEntry) -> None:
@@ -137,6 +143,21 @@ def verify_entry(models_dir: Path, entry: ModelEntry) -> None:
             f"model file {path} (model '{entry.model_id}') has sha256 {digest}, "
             f"manifest says {entry.sha256}; the file is corrupt or was replaced: {_FIX}"
         )
+
+
+def verify_edgetpu(models_dir: Path, entry: ModelEntry) -> None:
+    """The entry's compiled Edge TPU file has the sha256 `make edgetpu` recorded."""
+    if entry.edgetpu_file is None:
+        raise ModelMissingError(f"model '{entry.model_id}' has no Edge TPU file")
+    if entry.edgetpu_sha256 is None:
+        raise ModelHashError(
+            f"{entry.edgetpu_file} has no sha256 in the manifest: Edge TPU files come from "
+            "`make edgetpu` on an x86-64 build host, which records them; never copy one in by hand"
+        )
+    verify_entry(models_dir, ModelEntry(
+        model_id=entry.model_id, file=entry.edgetpu_file, sha256=entry.edgetpu_sha256,
+        role=entry.role, family=entry.family, variant=entry.variant,
+        inputs=entry.inputs, outputs=entry.outputs))
 
 
 def sha256_file(path: Path) -> str:
@@ -187,6 +208,7 @@ def parse_manifest(raw: object, models_dir: Path) -> Manifest:
 _KNOWN = {
     "file", "sha256", "role", "family", "variant", "inputs", "outputs", "quantization",
     "preprocessing", "source", "licence", "build_command", "edgetpu_file", "cpu_preferred",
+    "edgetpu_sha256",
 }
 
 
@@ -204,8 +226,11 @@ def _entry(model_id: str, body: object, where: Path) -> ModelEntry:
     if body["variant"] not in VARIANTS:
         raise bad(f"variant '{body['variant']}' is not one of {VARIANTS}")
     sha = body["sha256"]
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+    if not _is_sha256(sha):
         raise bad("'sha256' must be 64 lowercase hex digits")
+    tpu_sha = body.get("edgetpu_sha256")
+    if tpu_sha is not None and not (isinstance(tpu_sha, str) and _is_sha256(tpu_sha)):
+        raise bad("'edgetpu_sha256' must be 64 lowercase hex digits")
     if "/" in body["file"] or body["file"].startswith("."):
         raise bad("'file' must be a plain file name inside the models folder")
     edgetpu = body.get("edgetpu_file")
@@ -229,9 +254,14 @@ def _entry(model_id: str, body: object, where: Path) -> ModelEntry:
         licence=str(body.get("licence", "")),
         build_command=str(body.get("build_command", "")),
         edgetpu_file=edgetpu,
+        edgetpu_sha256=tpu_sha,
         cpu_preferred=bool(body.get("cpu_preferred", False)),
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
+
+
+def _is_sha256(s: str) -> bool:
+    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
 
 
 def _tensors(raw: object, bad: Any, key: str) -> tuple[TensorSpec, ...]:

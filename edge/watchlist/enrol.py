@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.errors import EnrolmentError, ImageError, SignedDocumentError
 from edge.perception.types import Face, RGBImage
@@ -109,7 +110,7 @@ def read_rgb(path: Path) -> RGBImage:
     return rgb
 
 
-def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float) -> np.ndarray:
+def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float) -> npt.NDArray[Any]:
     """The one face's embedding, or ``EnrolmentError`` saying why there is none."""
     faces = analyzer.analyze(image)
     if not faces:
