@@ -38,7 +38,7 @@ $(TESTDATA)/.complete: tests/fetch_testdata.py | $(VENV)/.installed
 	$(BIN)/python tests/fetch_testdata.py --set testdata --dest $(TESTDATA)
 
 lint: install
-	$(BIN)/ruff check edge tests models
+	$(BIN)/ruff check edge tests models deploy
 	$(BIN)/mypy
 
 # The device lock's wheels for this machine, for the offline install test (tests/test_lock.py).

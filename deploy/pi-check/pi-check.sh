@@ -8,7 +8,7 @@
 #    debootstrap arm64 bookworm + the apt packages install.sh asks for. Built once;
 #    a second run starts from a copy of it, so only steps 2-4 run again.
 #    python3-picamera2 lives only in the Raspberry Pi archive, which is unreachable
-#    here: a STAND-IN package of that name (deploy/pi-check/standin-picamera2) is
+#    here: a STAND-IN package of that name (deploy/pi-check/standin_picamera2) is
 #    served from a local apt folder. It has no camera code: it only lets apt resolve
 #    the name and makes `import picamera2` fail the way a device without a camera does.
 # 2. a fresh copy of the base; deploy/install.sh --no-coral from a copy of this
@@ -50,6 +50,8 @@ case "$PI" in
 esac
 CPUINFO=$HERE/cpuinfo-$QEMU_CPU
 BASE=$CACHE/bookworm-arm64
+# Not on a device: the broker and openssl that the simulation and tests/test_selftest.py use.
+TEST_PACKAGES="mosquitto openssl"
 ROOT=$CACHE/run
 OUT=$SRC/.cache/pi-check
 LOG=$OUT/pi-check.log
@@ -128,8 +130,8 @@ build_standin() { # build_standin ROOT: the local apt folder with the stand-in p
   local r=$1 repo=$1/var/local/edge-pi-check-standin stage
   stage=$(mktemp -d)
   mkdir -p "$repo" "$stage/DEBIAN" "$stage/usr/lib/python3/dist-packages/picamera2"
-  cp "$HERE/standin-picamera2/__init__.py" "$stage/usr/lib/python3/dist-packages/picamera2/"
-  cp "$HERE/standin-picamera2/control" "$stage/DEBIAN/control"
+  cp "$HERE/standin_picamera2/__init__.py" "$stage/usr/lib/python3/dist-packages/picamera2/"
+  cp "$HERE/standin_picamera2/control" "$stage/DEBIAN/control"
   dpkg-deb --root-owner-group -Zxz -b "$stage" "$repo/python3-picamera2-standin.deb" >/dev/null
   rm -rf "$stage"
   local deb=$repo/python3-picamera2-standin.deb
@@ -144,11 +146,16 @@ build_standin() { # build_standin ROOT: the local apt folder with the stand-in p
 
 build_base() {
   local tmp=$CACHE/bookworm-arm64.tmp
-  rm -rf "$tmp"
-  say "debootstrap arm64 bookworm into $tmp (slow under emulation; once)"
-  debootstrap --arch=arm64 --variant=minbase --include=ca-certificates,systemd \
-    bookworm "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
-    || die "debootstrap failed; see $CACHE/debootstrap.log"
+  if [ -f "$tmp/.edge-debootstrap-done" ]; then
+    say "debootstrap done before in $tmp; resuming with apt"
+  else
+    rm -rf "$tmp"
+    say "debootstrap arm64 bookworm into $tmp (slow under emulation; once)"
+    debootstrap --arch=arm64 --variant=minbase --include=ca-certificates,systemd \
+      bookworm "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+      || die "debootstrap failed; see $CACHE/debootstrap.log"
+    touch "$tmp/.edge-debootstrap-done"
+  fi
   cat >"$tmp/etc/apt/sources.list" <<EOF
 deb $MIRROR bookworm main
 deb $MIRROR bookworm-updates main
@@ -162,7 +169,7 @@ EOF
   say "apt-get install $(apt_packages) (once)"
   # shellcheck disable=SC2046
   in_root "$tmp" /bin/sh -c "apt-get update -qq && apt-get install -y -qq $(apt_packages) \
-      && apt-get clean" >"$CACHE/base-apt.log" 2>&1 \
+      python3-picamera2 $TEST_PACKAGES" >"$CACHE/base-apt.log" 2>&1 \
     || die "apt-get in the base root failed; see $CACHE/base-apt.log"
   umount_all
   date -u +%FT%TZ >"$tmp/.edge-pi-check-base"
@@ -188,7 +195,7 @@ build_standin "$ROOT"   # the checkout's stand-in, also when the base is older
 make -C "$SRC" --no-print-directory testdata >/dev/null
 mkdir -p "$ROOT/root/edge-src" "$ROOT/root/testdata"
 git -C "$SRC" ls-files -z | (cd "$SRC" && tar --null -T - -cf -) | tar -C "$ROOT/root/edge-src" -xf -
-cp -L "$SRC"/.cache/testdata/*.jpg "$SRC"/.cache/testdata/*.png "$ROOT/root/testdata/"
+cp -rL "$SRC/.cache/testdata/." "$ROOT/root/testdata/"
 
 : >"$LOG"
 say "deploy/install.sh --no-coral inside the arm64 root (log: $LOG)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ SCHEMA = "edge.models/1"
 MANIFEST_NAME = "manifest.json"
 SYSTEM_MODELS_DIR = Path("/usr/share/edge/models")
 ROLES = ("detector", "embedder")
+ARCHITECTURES = ("x86_64", "aarch64")  # platform.machine() of the build host and the Pi
 VARIANTS = ("float32", "fp16", "int8")
 _FIX = "rebuild with `make models` or reinstall the firmware package"
 
@@ -57,6 +59,9 @@ class ModelEntry:
     edgetpu_file: str | None = None
     # Recorded by `make edgetpu` (models/build_edgetpu.py) with the compiler's op report.
     edgetpu_sha256: str | None = None
+    # The CPU variant choice per architecture (ARCHITECTURES); ``cpu_preferred`` is
+    # the one for the machine that loaded the manifest.
+    cpu_preferred_by_arch: Mapping[str, bool] = field(default_factory=dict)
     cpu_preferred: bool = False
     # Role-specific blocks kept as parsed JSON: "decode" for detectors,
     # alignment template and embedding size for embedders, and anything newer.
@@ -104,7 +109,7 @@ class Manifest:
         )
 
     def cpu_preferred(self, family: str) -> ModelEntry:
-        """The variant marked fastest-accurate on CPU; the float one if none is marked."""
+        """The variant marked fastest-accurate on this architecture's CPU; else the float one."""
         entries = self.family(family)
         for e in entries:
             if e.cpu_preferred:
@@ -126,6 +131,15 @@ class Manifest:
             tpu = self.edgetpu_path(entry)
             if tpu is not None and tpu.is_file():
                 verify_edgetpu(self.models_dir, entry)
+
+
+def cpu_preferred_by_arch(variant: str, fastest_here: bool) -> dict[str, bool]:
+    """What a model build records: its own measurement for this machine's architecture;
+    float32 on the others (the only variant whose scores match across CPUs; see the
+    manifest's ``cpu_preferred_basis``) until a build on that architecture measures it."""
+    out = {arch: variant == "float32" for arch in ARCHITECTURES}
+    out[platform.machine()] = fastest_here
+    return out
 
 
 def verify_entry(models_dir: Path, entry: ModelEntry) -> None:
@@ -239,6 +253,14 @@ def _entry(model_id: str, body: object, where: Path) -> ModelEntry:
     source = body.get("source", {})
     if not isinstance(source, dict):
         raise bad("'source' must be an object")
+    preferred = body.get("cpu_preferred", False)
+    if isinstance(preferred, bool):  # one choice for every architecture
+        by_arch = dict.fromkeys(ARCHITECTURES, preferred)
+    elif isinstance(preferred, dict) and all(
+            k in ARCHITECTURES and isinstance(v, bool) for k, v in preferred.items()):
+        by_arch = dict(preferred)
+    else:
+        raise bad(f"'cpu_preferred' must be a boolean or an object of booleans by {ARCHITECTURES}")
     return ModelEntry(
         model_id=model_id,
         file=body["file"],
@@ -255,7 +277,8 @@ def _entry(model_id: str, body: object, where: Path) -> ModelEntry:
         build_command=str(body.get("build_command", "")),
         edgetpu_file=edgetpu,
         edgetpu_sha256=tpu_sha,
-        cpu_preferred=bool(body.get("cpu_preferred", False)),
+        cpu_preferred_by_arch=by_arch,
+        cpu_preferred=by_arch.get(platform.machine(), False),
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
 

@@ -1,0 +1,86 @@
+#!/bin/bash
+# Run by deploy/pi-check/pi-check.sh inside the arm64 root, after install.sh: the
+# installed firmware (/opt/edge/venv) on a simulation, the test faces and the tests
+# that need no camera. Writes /root/out/*.json; exits non-zero if anything failed.
+set -uo pipefail
+
+VENV=/opt/edge/venv
+SRC=/root/edge-src
+OUT=/root/out
+SIM=/var/lib/edge-sim
+PORT=18883
+TESTS_PERCEPTION="test_detector.py test_embedder.py test_align.py test_runtime.py test_quality.py
+  test_tiling.py test_manifest.py test_edgetpu.py test_stack.py"
+TESTS_BUNDLE="test_bundle_refusals.py test_bundle_store.py test_verify.py test_envelope.py
+  test_order.py test_trust_rotation.py"
+TESTS_PIPELINE="test_track.py test_matcher.py test_motion.py test_sources.py test_selftest.py"
+mkdir -p "$OUT"
+rc=0
+step() { printf '\n=== %s\n' "$*"; }
+
+step "platform"
+uname -m
+grep -m1 Model /proc/cpuinfo
+echo "QEMU_CPU=$QEMU_CPU"
+"$VENV/bin/python" - <<'EOF' | tee "$OUT/versions.json"
+import json, platform, sys
+import numpy, cv2, ai_edge_litert
+print(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
+                  "numpy": numpy.__version__, "numpy_file": numpy.__file__,
+                  "cv2": cv2.__version__, "cv2_file": cv2.__file__,
+                  "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
+                  "venv": sys.prefix}))
+EOF
+"$VENV/bin/python" -m pip list --path "$(ls -d $VENV/lib/python3*/site-packages)" 2>/dev/null \
+  | tee "$OUT/venv-packages.txt"
+"$VENV/bin/python" -m pip check || rc=1
+
+step "edge selftest with a simulation config (edge.demo's provisioning, local mosquitto)"
+rm -rf "$SIM"
+install -d -o edge -g edge "$SIM"
+cp -r /root/testdata "$SIM/testdata"
+chown -R edge:edge "$SIM"
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$PORT" >/tmp/mosquitto-sim.conf
+mosquitto -c /tmp/mosquitto-sim.conf >/tmp/mosquitto-sim.log 2>&1 &
+MOSQ=$!
+runuser -u edge -- "$VENV/bin/python" - "$SIM" "$PORT" <<'EOF' || rc=1
+import sys
+from pathlib import Path
+from edge.demo import prepare
+sim, port = Path(sys.argv[1]), int(sys.argv[2])
+prepare(sim / "device", sim / "testdata", port=port, realtime=False,
+        extra_config="\n[models]\nedgetpu = false\n")
+EOF
+# The chroot has no time daemon of its own: the clock check is skipped, as in a simulation.
+runuser -u edge -- "$VENV/bin/edge" selftest --config "$SIM/device/edge.toml" --skip clock \
+  | tee "$OUT/selftest.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+runuser -u edge -- "$VENV/bin/edge" selftest --config "$SIM/device/edge.toml" --skip clock --json \
+  >"$OUT/selftest.json" || true
+kill "$MOSQ" 2>/dev/null
+wait "$MOSQ" 2>/dev/null
+
+step "edge embed on the test faces (float and int8)"
+FACES=(/root/testdata/t1.jpg /root/testdata/obama.jpg)
+"$VENV/bin/edge" embed --json "${FACES[@]}" >"$OUT/embed-aarch64.json" || rc=1
+"$VENV/bin/edge" embed --json --variant int8 "${FACES[@]}" >"$OUT/embed-int8-aarch64.json" || rc=1
+"$VENV/bin/edge" embed "${FACES[@]}" || rc=1
+
+step "tests that need no camera (pytest from the test lock, beside the venv)"
+cd "$SRC" || exit 1
+run_tests() { # run_tests NAME FILES...
+  local name=$1; shift
+  local files=()
+  for f in "$@"; do files+=("tests/$f"); done
+  PYTHONPATH=/opt/edge-pi-check/testtools EDGE_TESTDATA=/root/testdata \
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider -o addopts="" "${files[@]}" \
+    2>&1 | tee "$OUT/tests-$name.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+}
+# shellcheck disable=SC2086
+run_tests perception $TESTS_PERCEPTION
+# shellcheck disable=SC2086
+run_tests bundle $TESTS_BUNDLE
+# shellcheck disable=SC2086
+run_tests pipeline $TESTS_PIPELINE
+exit "$rc"
