@@ -122,8 +122,8 @@ systemd_running() {
 check_platform() {
   local id="" version="" glibc
   if [ -r /etc/os-release ]; then
-    id=$(. /etc/os-release && printf '%s' "${ID:-}")
-    version=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+    id=$(sed -n 's/^ID="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)
+    version=$(sed -n 's/^VERSION_CODENAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)
   fi
   if [ "$version" != bookworm ]; then
     die "this is ${id:-an unknown system} ${version:-?}; the firmware's locked stack is for Raspberry Pi OS Bookworm (Debian 12)"
