@@ -18,6 +18,15 @@ mkdir -p "$OUT"
 rc=0
 step() { printf '\n=== %s\n' "$*"; }
 
+step "first boot of an image: install.sh --first-boot (as edge-firstboot.service), offline"
+# What `install.sh --root DIR --wheels DIR` leaves: the locked wheels, no venv, the marker.
+"$VENV/bin/python" -m pip download --quiet --require-hashes --only-binary=:all: --no-deps \
+  -d /opt/edge/wheels -r /opt/edge/deploy/requirements-device.txt || rc=1
+rm -rf "$VENV"
+touch /opt/edge/.first-boot
+/opt/edge/deploy/install.sh --first-boot || rc=1
+if [ -e /opt/edge/.first-boot ]; then echo "first boot left its marker"; rc=1; fi
+
 step "platform"
 uname -m
 grep -m1 Model /proc/cpuinfo
