@@ -25,9 +25,9 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 
 def describe() -> str:
-    import numpy as np
-
     from importlib.metadata import PackageNotFoundError, version
+
+    import numpy as np
 
     try:
         litert = version("ai-edge-litert")

@@ -37,7 +37,7 @@ LIBEDGETPU_PAIR = ("libedgetpu1-std built from google-coral/libedgetpu at the Te
                    "release of ai-edge-litert 2.3.0 (not Coral's 16.0 package, built for "
                    "TensorFlow 2.5)")
 # The loader the child uses, as "module:function"; tests point it at a fake delegate.
-PROBE_LOADER = "edge.perception.tpu_probe:load_delegate"
+PROBE_LOADER = "edge.perception.runtime:default_delegate_loader"
 PROBE_TIMEOUT_S = 60.0
 
 
@@ -52,11 +52,6 @@ def library_present(library: str = EDGETPU_LIBRARY) -> bool:
     """Whether the dynamic linker can find the Edge TPU runtime, without loading it."""
     stem = library.removeprefix("lib").split(".so")[0]
     return ctypes.util.find_library(stem) is not None
-
-
-def load_delegate(library: str) -> Any:
-    """The real loader (in whichever process calls it)."""
-    return _interpreter_module().load_delegate(library)
 
 
 def _resolve(spec: str) -> Any:
