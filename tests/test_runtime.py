@@ -201,3 +201,21 @@ def test_delegate_is_probed_in_a_child_and_a_crash_leaves_the_firmware_on_cpu(
     if fake == "crash":
         assert "install a libedgetpu built for" in model.reason
     assert model.run(np.zeros((1, *model.input_shape[1:]), np.float32))
+
+
+def test_selftest_reports_a_crashing_edge_tpu_runtime(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`edge selftest`'s accelerator check: the probe's crash, and the inference on the CPU."""
+    from edge.config import ModelsConfig
+    from edge.selftest import check_accelerator
+
+    manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    for e in load_manifest(models_dir).models.values():  # the embedder too
+        shutil.copy(models_dir / e.file, manifest.models_dir / e.file)
+    monkeypatch.setattr(tpu_probe, "library_present", lambda library: True)
+    monkeypatch.setattr(tpu_probe, "PROBE_LOADER", "tests.fake_delegates:crash")
+    check = check_accelerator(ModelsConfig(dir=manifest.models_dir, detector=FAMILY, edgetpu=True))
+    assert not check.ok
+    assert "the Edge TPU runtime crashed (SIGSEGV)" in check.detail
+    assert f"{manifest.cpu_preferred(FAMILY).model_id} on cpu" in check.detail
