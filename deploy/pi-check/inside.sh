@@ -57,8 +57,9 @@ import sys
 from pathlib import Path
 from edge.demo import prepare
 sim, port = Path(sys.argv[1]), int(sys.argv[2])
-prepare(sim / "device", sim / "testdata", port=port, realtime=False,
-        extra_config="\n[models]\nedgetpu = false\n")
+dep = prepare(sim / "device", sim / "testdata", port=port, realtime=False,
+              extra_config="\n[models]\nedgetpu = false\n")
+dep.state.mkdir(parents=True, exist_ok=True)  # install.sh makes /var/lib/edge on a device
 EOF
 # The chroot has no time daemon of its own: the clock check is skipped, as in a simulation.
 runuser -u edge -- "$VENV/bin/edge" selftest --config "$SIM/device/edge.toml" --skip clock \
