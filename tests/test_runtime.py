@@ -166,7 +166,9 @@ def test_real_loader_without_libedgetpu_falls_back_to_cpu_quietly(
     assert model.backend == "cpu"
     assert "did not load" in model.reason and "not installed" in model.reason
     err = capfd.readouterr().err
-    assert "Delegate" not in err and "Traceback" not in err and "AttributeError" not in err, err
+    # The upstream noise: "Exception ignored in: <function Delegate.__del__ ...>" and
+    # "AttributeError: 'Delegate' object has no attribute '_library'".
+    assert "Delegate.__del__" not in err and "'_library'" not in err, err
 
 
 def test_unrecorded_or_altered_tpu_file_is_refused(models_dir: Path, tmp_path: Path) -> None:
