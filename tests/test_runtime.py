@@ -149,26 +149,31 @@ def test_corrupt_model_file_is_a_backend_error(models_dir: Path, tmp_path: Path)
 
 
 def test_real_loader_without_libedgetpu_falls_back_to_cpu_quietly(
-    models_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    models_dir: Path, tmp_path: Path
 ) -> None:
     """No fake: this machine has no libedgetpu; the CPU fallback prints nothing on stderr.
 
-    (Calling load_delegate without the library makes ai-edge-litert's Delegate.__del__
-    print an AttributeError; the runtime must not call it at all.)
+    Calling load_delegate without the library makes ai-edge-litert's Delegate.__del__
+    print an AttributeError at garbage collection (pytest would swallow it, so a child
+    process runs the firmware's call); the runtime must not call it at all.
     """
     import ctypes.util
+    import subprocess
+    import sys
 
     if ctypes.util.find_library("edgetpu"):
         pytest.skip("libedgetpu is installed here")
     manifest = _models(models_dir, tmp_path, with_edgetpu=True)
-    capfd.readouterr()
-    model = open_model(manifest, FAMILY)
-    assert model.backend == "cpu"
-    assert "did not load" in model.reason and "not installed" in model.reason
-    err = capfd.readouterr().err
-    # The upstream noise: "Exception ignored in: <function Delegate.__del__ ...>" and
-    # "AttributeError: 'Delegate' object has no attribute '_library'".
-    assert "Delegate.__del__" not in err and "'_library'" not in err, err
+    code = ("import gc, sys; from edge.perception.manifest import load_manifest;"
+            "from edge.perception.runtime import open_model;"
+            f"m = open_model(load_manifest({str(manifest.models_dir)!r}), {FAMILY!r});"
+            "print(m.backend); print(m.reason); gc.collect()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    backend, reason = r.stdout.splitlines()[:2]
+    assert backend == "cpu"
+    assert "did not load" in reason and "not installed" in reason
+    assert "Delegate.__del__" not in r.stderr and "'_library'" not in r.stderr, r.stderr
 
 
 def test_unrecorded_or_altered_tpu_file_is_refused(models_dir: Path, tmp_path: Path) -> None:
