@@ -26,6 +26,12 @@ def load(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def site(module_file: str) -> Path:
+    """The folder a module was imported from (a package's or a single extension's)."""
+    p = Path(module_file)
+    return p.parent.parent if p.name == "__init__.py" else p.parent
+
+
 def centre(face: Any) -> Any:
     x0, y0, x1, y1 = face["box"]
     return np.array([(x0 + x1) / 2, (y0 + y1) / 2])
@@ -74,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pi-check summary ({args.seconds} s; arm64 Debian 12 root under qemu-user, "
           f"QEMU_CPU={args.qemu_cpu}; full log {args.log})")
     print(f"device venv ({v['venv']}): python {v['python']} on {v['machine']}, "
-          f"numpy {v['numpy']} from {Path(v['numpy_file']).parent.parent}, "
-          f"cv2 {v['cv2']} from {Path(v['cv2_file']).parent.parent}, "
+          f"numpy {v['numpy']} from {site(v['numpy_file'])}, "
+          f"cv2 {v['cv2']} from {site(v['cv2_file'])}, "
           f"ai-edge-litert {v['ai_edge_litert']}")
     pip_list = (out / "venv-packages.txt").read_text().split()
     print("pip-installed in the venv: " + ", ".join(
