@@ -217,7 +217,7 @@ set +e
 in_root "$ROOT" /bin/bash /root/inside.sh >>"$LOG" 2>&1
 INSIDE_RC=$?
 set -e
-cp "$ROOT/root/out/"*.json "$OUT/" 2>/dev/null || true
+cp "$ROOT/root/out/"* "$OUT/"
 
 # --- 4. the same faces on this host, and the summary ----------------------------------------------
 say "the same faces on this host (x86-64, .venv)"
