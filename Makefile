@@ -7,7 +7,7 @@ CACHE := .cache
 TESTDATA := $(CACHE)/testdata
 BUILD_VENV := .venv-build
 
-.PHONY: install testdata test unit lint run bench eval models fuzz deb clean help
+.PHONY: install testdata wheels lock test unit lint run bench eval models fuzz deb clean help pi-check edgetpu
 
 help:
 	@echo "make run      demo: generated boulevard scene, local broker, alerts printed"
@@ -20,13 +20,18 @@ help:
 	@echo "make models   rebuild models/ from their pinned sources (needs TensorFlow, build only)"
 	@echo "make lint     ruff + mypy"
 	@echo "make deb      Debian package of the firmware into dist/ (dpkg-deb)"
+	@echo "make lock     re-resolve deploy/lock/*.in into the hashed locks (network)"
+	@echo "make pi-check install and run the firmware in an arm64 Bookworm root (qemu; slow, root)"
+	@echo "make edgetpu  compile the int8 models for the Coral (needs edgetpu_compiler, x86-64)"
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The locked, hashed stack (the device's numpy 1.24 and OpenCV 4.6), then the firmware itself.
+$(VENV)/.installed: pyproject.toml deploy/lock/requirements-dev.txt
+	rm -rf $(VENV)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --only-binary=:all: --no-deps -r deploy/lock/requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 testdata: $(TESTDATA)/.complete
@@ -35,14 +40,27 @@ $(TESTDATA)/.complete: tests/fetch_testdata.py | $(VENV)/.installed
 	$(BIN)/python tests/fetch_testdata.py --set testdata --dest $(TESTDATA)
 
 lint: install
-	$(BIN)/ruff check edge evaluation tests models
+	$(BIN)/ruff check edge evaluation tests models deploy
 	$(BIN)/mypy
 
+# The device lock's wheels for this machine, for the offline install test (tests/test_lock.py).
+WHEELS := $(CACHE)/wheels/$(shell uname -m)
+wheels: $(WHEELS)/.complete
+
+$(WHEELS)/.complete: deploy/requirements-device.txt
+	rm -rf $(WHEELS)
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(BIN)/pip download --quiet --require-hashes \
+	  --only-binary=:all: --no-deps -d $(WHEELS) -r deploy/requirements-device.txt
+	touch $@
+
+lock: install
+	$(BIN)/python deploy/lock.py
+
 # The fast tier (fakes at the model and hardware edge, no subprocess firmware): < 2 min.
-unit: install testdata
+unit: install testdata wheels
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test: lint install testdata
+test: lint install testdata wheels
 	$(BIN)/python -m pytest -q
 
 run: install testdata
@@ -86,6 +104,14 @@ models: $(BUILD_VENV)/.installed $(CACHE)/model-sources/.complete testdata
 
 clean:
 	rm -rf $(CACHE)/run build dist *.egg-info
+
+# --- arm64 Bookworm under qemu-user (README "Checking on arm64"); not part of make test --
+pi-check: install testdata
+	deploy/pi-check/pi-check.sh
+
+# --- Edge TPU files (edgetpu_compiler: x86-64 build host only) ---------------------------
+edgetpu: install
+	$(BIN)/python models/build_edgetpu.py --models models
 
 # --- Debian package of the firmware (dpkg-deb; see deploy/deb/build-deb.sh) -------
 deb:
