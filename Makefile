@@ -75,8 +75,9 @@ EVAL_ARGS ?=
 eval: $(VENV)/.eval-installed
 	$(BIN)/python -m evaluation $(if $(EVAL_DATA),--data $(EVAL_DATA)) $(EVAL_ARGS)
 
-$(VENV)/.eval-installed: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[eval]'
+# matplotlib and its dependencies from their hashed lock, against the locked numpy.
+$(VENV)/.eval-installed: $(VENV)/.installed deploy/lock/requirements-eval.txt
+	$(BIN)/pip install --quiet --require-hashes --only-binary=:all: --no-deps -r deploy/lock/requirements-eval.txt
 	touch $@
 
 # Coverage-guided fuzzing of the bundle verifier and of the review/order parsers;

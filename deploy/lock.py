@@ -31,6 +31,7 @@ LOCKS = {
     "lock/device.in": "requirements-device.txt",
     "lock/test.in": "lock/requirements-test.txt",
     "lock/dev.in": "lock/requirements-dev.txt",
+    "lock/eval.in": "lock/requirements-eval.txt",
 }
 SYSTEM_PACKAGE = "# system-package: "
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")

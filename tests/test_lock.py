@@ -21,6 +21,7 @@ DEPLOY = ROOT / "deploy"
 DEVICE_LOCK = DEPLOY / "requirements-device.txt"
 DEV_LOCK = DEPLOY / "lock" / "requirements-dev.txt"
 TEST_LOCK = DEPLOY / "lock" / "requirements-test.txt"
+EVAL_LOCK = DEPLOY / "lock" / "requirements-eval.txt"
 WHEELS = ROOT / ".cache" / "wheels" / "x86_64"
 # Distributions that apt provides on the device (install.sh's APT_PACKAGES), not the lock.
 APT_PROVIDED = {"pynacl": "python3-nacl"}
@@ -60,7 +61,7 @@ def pyproject_pins(extra: str | None = None) -> dict[str, str]:
 
 
 def test_every_lock_line_is_pinned_and_hashed() -> None:
-    for path in (DEVICE_LOCK, DEV_LOCK, TEST_LOCK):
+    for path in (DEVICE_LOCK, DEV_LOCK, TEST_LOCK, EVAL_LOCK):
         for name, (version, hashes) in lock_entries(path).items():
             assert hashes, f"{path.name}: {name}=={version} has no hash"
 
@@ -82,6 +83,18 @@ def test_pyproject_the_lock_inputs_and_the_locks_agree() -> None:
     for name, version in device_lock.items():
         assert dev_lock[name] == version, name
     assert "opencv-python-headless" not in device_lock  # apt's python3-opencv on the device
+
+
+def test_the_eval_lock_adds_to_the_dev_stack_without_changing_it() -> None:
+    """`make eval` installs its lock over the dev venv with --no-deps: every distribution
+    both locks name (numpy above all) must be the same version."""
+    eval_lock = {n: v for n, (v, _) in lock_entries(EVAL_LOCK).items()}
+    dev_lock = {n: v for n, (v, _) in lock_entries(DEV_LOCK).items()}
+    assert eval_lock["numpy"] == dev_lock["numpy"]
+    for name in set(eval_lock) & set(dev_lock):
+        assert eval_lock[name] == dev_lock[name], name
+    for name, version in pyproject_pins("eval").items():
+        assert eval_lock[name] == version, name
 
 
 def test_platform_wheels_are_hashed_for_both_targets() -> None:
