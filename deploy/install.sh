@@ -4,6 +4,20 @@
 #   sudo deploy/install.sh                      # on the device, from a checkout
 #   sudo deploy/install.sh --provision DIR      # ... and copy keys/certs/config from DIR
 #   deploy/install.sh --root /mnt/rootfs        # lay the tree into an image or a test dir
+#   deploy/install.sh --root DIR --wheels WHEELS # ... carrying the locked wheels (offline first boot)
+#
+# Supported: Raspberry Pi OS Bookworm (Debian 12, arm64, glibc 2.36): the locked
+# aarch64 wheels need glibc >= 2.34 (ai-edge-litert), so Bullseye would install them
+# and fail at import. python3-picamera2 comes from the Raspberry Pi archive
+# (http://archive.raspberrypi.com/debian bookworm main), present on Raspberry Pi OS;
+# on plain Debian add that archive first or install with --no-camera.
+#
+# Python packages: the hashed lock deploy/requirements-device.txt, installed with
+# pip --require-hashes --only-binary=:all: --no-deps into a venv that sees apt's
+# numpy 1.24 and OpenCV (--system-site-packages); the lock pins the same numpy, so
+# pip keeps apt's. An image laid with --root has no pip run: edge-firstboot.service
+# finishes it on the device's first boot (pip bootstrapped offline with ensurepip,
+# the wheels from --wheels if carried, else PyPI), before edge.service starts.
 #
 # Idempotent: run it again after an update; existing config and keys are kept,
 # their modes and owners re-asserted. With --root DIR (or DESTDIR=DIR) nothing on
@@ -24,12 +38,18 @@ DO_CORAL=1
 DO_ENABLE=1
 CORAL_KEY=""
 PYTHON=${PYTHON:-python3}
+WHEELS=""
+FIRST_BOOT=0
+DO_CAMERA=1
+MIN_GLIBC=2.34  # the aarch64 ai-edge-litert wheel's newest glibc symbol
 
 APT_PACKAGES=(
   python3 python3-venv python3-pip
-  python3-picamera2 python3-systemd python3-numpy python3-opencv python3-nacl
+  python3-systemd python3-numpy python3-opencv python3-nacl
   mosquitto-clients ca-certificates
 )
+PICAMERA_PACKAGE=python3-picamera2  # Raspberry Pi archive only (see the header)
+RPI_ARCHIVE="http://archive.raspberrypi.com/debian bookworm main"
 CORAL_LIST_LINE="deb [signed-by=/usr/share/keyrings/coral-edgetpu-archive-keyring.gpg] https://packages.cloud.google.com/apt coral-edgetpu-stable main"
 CORAL_KEY_URL="https://packages.cloud.google.com/apt/doc/apt-key.gpg"
 
@@ -47,6 +67,10 @@ usage: $PROG [--root DIR] [--source DIR] [--provision DIR] [--no-packages]
   --no-coral       skip Coral's apt repository and libedgetpu1-std (CPU only)
   --coral-key FILE Coral apt signing key checked out of band (else fetched over HTTPS)
   --no-enable      install the unit but do not enable it
+  --no-camera      do not install $PICAMERA_PACKAGE (no Raspberry Pi archive, no camera)
+  --wheels DIR     with --root: carry the locked wheels from DIR (checked against the
+                   lock's hashes) so that first boot installs them offline
+  --first-boot     on the device: finish an image laid with --root (edge-firstboot.service)
 EOF
 }
 
@@ -62,6 +86,9 @@ while [ $# -gt 0 ]; do
     --coral-key) CORAL_KEY=${2:?--coral-key needs a file}; shift 2 ;;
     --no-enable) DO_ENABLE=0; shift ;;
     --python) PYTHON=${2:?--python needs an interpreter}; shift 2 ;;
+    --no-camera) DO_CAMERA=0; shift ;;
+    --wheels) WHEELS=${2:?--wheels needs a directory}; shift 2 ;;
+    --first-boot) FIRST_BOOT=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -81,6 +108,36 @@ ROOTED=0
 if [ "$(id -u)" -ne 0 ]; then
   die "run as root (file owners and modes are part of the install), e.g. sudo $0 $*"
 fi
+[ -z "$WHEELS" ] || [ "$ROOTED" -eq 1 ] || die "--wheels is for --root images"
+
+# systemctl and udevadm talk to a running systemd and udev, which a chroot (image build,
+# make pi-check) or a container does not have: there the unit is enabled offline and
+# udev reads the rules at boot.
+systemd_running() {
+  [ -d /run/systemd/system ] || return 1
+  ! systemd-detect-virt --chroot >/dev/null 2>&1
+}
+
+# The distribution this runs on (not for --root: that is the image's, checked at first boot).
+check_platform() {
+  local id="" version="" glibc
+  if [ -r /etc/os-release ]; then
+    id=$(sed -n 's/^ID="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)
+    version=$(sed -n 's/^VERSION_CODENAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)
+  fi
+  if [ "$version" != bookworm ]; then
+    die "this is ${id:-an unknown system} ${version:-?}; the firmware's locked stack is for Raspberry Pi OS Bookworm (Debian 12)"
+  fi
+  if [ "$id" = raspbian ] || [ -e /etc/rpi-issue ]; then
+    say "Raspberry Pi OS Bookworm ($(uname -m))"
+  else
+    say "Debian $version ($(uname -m)), not Raspberry Pi OS: $PICAMERA_PACKAGE comes from the Raspberry Pi archive ($RPI_ARCHIVE); add it or use --no-camera"
+  fi
+  glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }')
+  if [ -n "$glibc" ] && [ "$(printf '%s\n%s\n' "$MIN_GLIBC" "$glibc" | sort -V | head -n1)" != "$MIN_GLIBC" ]; then
+    die "glibc $glibc is older than $MIN_GLIBC, which the locked ai-edge-litert wheel needs: use Bookworm"
+  fi
+}
 
 OPT=/opt/edge
 VENV=$OPT/venv
@@ -97,6 +154,9 @@ fi
 # --- 1. distribution packages --------------------------------------------------
 install_packages() {
   local pkgs=("${APT_PACKAGES[@]}")
+  if [ "$DO_CAMERA" -eq 1 ]; then
+    pkgs+=("$PICAMERA_PACKAGE")
+  fi
   if [ "$DO_CORAL" -eq 1 ]; then
     pkgs+=(libedgetpu1-std)
   fi
@@ -112,6 +172,9 @@ install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
+  if [ "$DO_CAMERA" -eq 1 ] && ! apt-get install -y -qq --no-install-recommends "$PICAMERA_PACKAGE"; then
+    die "$PICAMERA_PACKAGE did not install: it comes from the Raspberry Pi archive ($RPI_ARCHIVE), which Raspberry Pi OS has in /etc/apt/sources.list.d/raspi.list; add it, or pass --no-camera"
+  fi
   [ "$DO_CORAL" -eq 1 ] || return 0
   # Not fatal from here on: without the Coral runtime the firmware runs the cpu_preferred (float32)
   # models on the CPU and says so; `edge selftest` fails the accelerator check with the fix.
@@ -220,15 +283,58 @@ EOF
   mv -f "$ROOT$VENV/bin/edge.tmp" "$ROOT$VENV/bin/edge"
   chown -R 0:0 "$ROOT$VENV"
   if [ "$ROOTED" -eq 1 ]; then
-    skip "pip install -r $OPT/deploy/requirements-device.txt into $VENV"
+    carry_wheels
+    if [ "$DO_PIP" -eq 1 ]; then
+      : >"$ROOT$OPT/.first-boot"
+      skip "pip install of $OPT/deploy/requirements-device.txt: edge-firstboot.service does it on first boot"
+    fi
   elif [ "$DO_PIP" -eq 1 ]; then
-    local constraints
-    constraints=$(mktemp)
-    # Keep the distribution's numpy: picamera2 and python3-opencv are built against it.
-    "$VENV/bin/python" -c 'import numpy; print("numpy==" + numpy.__version__)' >"$constraints"
-    "$VENV/bin/pip" install --quiet -c "$constraints" -r "$OPT/deploy/requirements-device.txt"
-    rm -f "$constraints"
+    pip_install_locked
   fi
+}
+
+lock_hashes() { sed -n 's/.*--hash=sha256:\([0-9a-f]\{64\}\).*/\1/p' "$1"; }
+
+# --root --wheels DIR: copy the wheels the lock names (by hash) into the image.
+carry_wheels() {
+  [ -n "$WHEELS" ] || return 0
+  local lock=$SRC/deploy/requirements-device.txt w sum n=0
+  install -d -m 0755 -o 0 -g 0 "$ROOT$OPT/wheels"
+  rm -f "$ROOT$OPT/wheels"/*.whl
+  for w in "$WHEELS"/*.whl; do
+    [ -f "$w" ] || continue
+    sum=$(sha256sum "$w" | cut -d' ' -f1)
+    if lock_hashes "$lock" | grep -qx "$sum"; then
+      install -m 0644 -o 0 -g 0 "$w" "$ROOT$OPT/wheels/$(basename "$w")"
+      n=$((n + 1))
+    fi
+  done
+  [ "$n" -gt 0 ] || die "no wheel in $WHEELS has a hash from $lock"
+  say "carried $n locked wheels to $OPT/wheels for an offline first boot"
+}
+
+# The device venv gets exactly the lock: no resolver, no second numpy. apt's numpy must be
+# the lock's (the venv sees it through --system-site-packages), else pip would add one.
+pip_install_locked() {
+  local lock=$OPT/deploy/requirements-device.txt want have
+  [ "$PACKAGED" -eq 1 ] || lock=$SRC/deploy/requirements-device.txt
+  want=$(sed -n 's/^numpy==\([^ ]*\).*/\1/p' "$lock")
+  have=$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    die "the system numpy is '${have:-missing}', the lock wants $want (Bookworm's python3-numpy): apt install python3-numpy from Bookworm"
+  fi
+  if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    "$VENV/bin/python" -m ensurepip --default-pip >/dev/null  # offline: python3-venv's wheels
+  fi
+  local src=()
+  if [ -d "$OPT/wheels" ] && compgen -G "$OPT/wheels/*.whl" >/dev/null; then
+    src=(--no-index --find-links "$OPT/wheels")
+  fi
+  "$VENV/bin/python" -m pip install --quiet --require-hashes --only-binary=:all: --no-deps \
+    "${src[@]}" -r "$lock"
+  have=$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)')
+  [ "$have" = "$want" ] || die "numpy $have in $VENV after pip, the lock says $want"
+  say "locked packages installed into $VENV (numpy $have from the system)"
 }
 
 # --- 4. /etc/edge and /var/lib/edge ------------------------------------------------
@@ -270,11 +376,22 @@ install_system() {
   if [ "$PACKAGED" -eq 0 ]; then
     install -D -m 0644 -o 0 -g 0 "$SRC/deploy/udev/99-edge-coral.rules" "$ROOT/etc/udev/rules.d/99-edge-coral.rules"
     install -D -m 0644 -o 0 -g 0 "$SRC/deploy/systemd/edge.service" "$ROOT/lib/systemd/system/edge.service"
+    install -D -m 0644 -o 0 -g 0 "$SRC/deploy/systemd/edge-firstboot.service" "$ROOT/lib/systemd/system/edge-firstboot.service"
   fi
   if [ "$ROOTED" -eq 1 ]; then
     skip "udevadm control --reload; udevadm trigger"
     if [ "$DO_ENABLE" -eq 1 ]; then
       systemctl --root="$ROOT" enable edge.service 2>/dev/null
+    fi
+    if [ -e "$ROOT$OPT/.first-boot" ]; then
+      systemctl --root="$ROOT" enable edge-firstboot.service 2>/dev/null
+    fi
+    return
+  fi
+  if ! systemd_running; then
+    say "no running systemd (chroot or container): the rules and the unit take effect at boot"
+    if [ "$DO_ENABLE" -eq 1 ]; then
+      systemctl --root=/ enable edge.service 2>/dev/null
     fi
     return
   fi
@@ -286,6 +403,21 @@ install_system() {
   fi
 }
 
+if [ "$FIRST_BOOT" -eq 1 ]; then
+  # edge-firstboot.service: the image was laid with --root; pip runs here, once.
+  [ "$ROOTED" -eq 0 ] || die "--first-boot runs on the device, not with --root"
+  check_platform
+  [ -d "$OPT/app/edge" ] || die "no firmware at $OPT/app: lay the image with install.sh --root first"
+  # The venv --root made points at the build host's python if that differed: remake it.
+  "$VENV/bin/python" -c 'import sys' 2>/dev/null || rm -rf "$VENV"
+  SRC=$OPT PACKAGED=1
+  install_firmware
+  rm -f "$OPT/.first-boot"
+  say "first boot: done"
+  exit 0
+fi
+
+[ "$ROOTED" -eq 1 ] || check_platform
 install_packages
 create_user
 install_firmware

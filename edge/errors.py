@@ -61,6 +61,14 @@ class CameraError(EdgeError):
     """A frame source cannot be opened or has failed for good."""
 
 
+class StackError(EdgeError):
+    """The numpy or OpenCV imported is not the device lock's (e.g. a second numpy in the venv)."""
+
+
+class CameraStackError(CameraError, StackError):
+    """picamera2 cannot import: the numpy it finds is not the one apt built it against."""
+
+
 # --- signed documents: envelope, trust, bundle, order ------------------------------
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.fsutil import atomic_write
 from edge.perception.manifest import load_manifest
@@ -188,7 +189,7 @@ def shipped_threshold(models_dir: Path, recs: list[Recogniser]) -> dict[str, flo
             if isinstance(cards.get(r.family), dict) and "threshold" in cards[r.family]}
 
 
-def matched_threshold(emb: mt.F32, valid: np.ndarray, person: mt.I64, fmr: float) -> float:
+def matched_threshold(emb: mt.F32, valid: npt.NDArray[np.bool_], person: mt.I64, fmr: float) -> float:
     """The threshold at which this embedding space has the all-pairs FMR ``fmr``."""
     from evaluation.scoring import Side, all_pairs
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,7 @@ I64 = npt.NDArray[np.int64]
 Z95 = 1.959963984540054
 
 
-def threshold_at_rate(nonmated_desc: npt.NDArray[np.floating], rate: float,
+def threshold_at_rate(nonmated_desc: npt.NDArray[np.floating[Any]], rate: float,
                       n: int | None = None) -> float:
     """Lowest threshold accepting at most ``floor(rate * n)`` of ``n`` non-mated scores.
 
@@ -54,7 +55,7 @@ def measurable(rate: float, n: int) -> bool:
     return rate * n >= 1.0 - 1e-9
 
 
-def accept_rate(scores: npt.NDArray[np.floating], threshold: float) -> float:
+def accept_rate(scores: npt.NDArray[np.floating[Any]], threshold: float) -> float:
     if scores.shape[0] == 0:
         return math.nan
     return int(np.count_nonzero(scores >= threshold)) / int(scores.shape[0])
@@ -81,7 +82,7 @@ class TarAtFmr:
     ci: tuple[float, float] = (math.nan, math.nan)
 
 
-def tar_at_fmr(genuine: npt.NDArray[np.floating], impostor_desc: npt.NDArray[np.floating],
+def tar_at_fmr(genuine: npt.NDArray[np.floating[Any]], impostor_desc: npt.NDArray[np.floating[Any]],
                fmr: float, n: int) -> TarAtFmr:
     """Genuine acceptance at the threshold where the impostor acceptance is at most ``fmr``.
 
@@ -168,7 +169,7 @@ def log_rates(high: float, low: float, points: int) -> list[float]:
     return [float(v) for v in np.logspace(math.log10(high), math.log10(low), points)]
 
 
-def error_curve(genuine: npt.NDArray[np.floating], impostor_desc: npt.NDArray[np.floating],
+def error_curve(genuine: npt.NDArray[np.floating[Any]], impostor_desc: npt.NDArray[np.floating[Any]],
                 n: int, points: int = 30, high: float = 0.1) -> list[tuple[float, float, float]]:
     """(threshold, fmr, fnmr), ascending threshold, FMR log-spaced down to one impostor pair."""
     rows: dict[float, tuple[float, float, float]] = {}

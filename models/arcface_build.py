@@ -158,10 +158,11 @@ def write_pair(
     from build_embedder import io_spec, write_manifest
 
     from edge.perception.align import arcface_template_json
+    from edge.perception.manifest import cpu_preferred_by_arch
 
     speed = {"float32": latency(fp32), "int8": latency(int8)}
     # The CPU runs float: int8 costs accuracy (models/measure_int8.py) and saves little or,
-    # with PRELU, nothing on the CPU; int8 is for the Edge TPU.
+    # with PRELU, nothing on the CPU; int8 is for the Edge TPU. The same on every architecture.
     preferred = "float32"
     entries: dict[str, dict[str, Any]] = {}
     for path, variant, quant in ((fp32, "float32", "none"), (int8, "int8", int8_quantization)):
@@ -172,7 +173,7 @@ def write_pair(
             **common,
             "alignment_template": arcface_template_json(), "chip_input": dict(chip_input),
             "ops": op_list(path),
-            "cpu_preferred": variant == preferred,
+            "cpu_preferred": cpu_preferred_by_arch(variant, variant == preferred),
             "cpu_latency_ms": {**speed[variant], "runtime": RUNTIME},
         }
         if variant == "int8":

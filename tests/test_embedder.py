@@ -2,13 +2,18 @@
 
 ``tests/data/dlib_refs.json`` (made once by ``models/make_dlib_refs.py`` with
 the dlib wheel) holds, per test face, the affine that cuts its chip and dlib's
-descriptor of that chip. Here the chip is rebuilt with OpenCV alone (its
-sha256 proves it is the same chip) and embedded by our models.
+descriptor of that chip. Here the chip is rebuilt with OpenCV alone and embedded
+by our models. That it is the same chip is checked against an independent float64
+bilinear warp, with a tolerance and not the recorded ``chip_sha256``: OpenCV 5.0
+interpolates in float (within 0.5 of the reference everywhere; its chips match
+the recorded hashes), OpenCV 4.6 in fixed point (Bookworm's python3-opencv and
+the locked dev stack; at most 3.7 levels off, 0.30 per face on average). A chip
+cut a quarter pixel off moves the per-face mean by 0.59 or more, so the mean
+tolerance sits between the two.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -27,6 +32,27 @@ from edge.perception.manifest import load_manifest
 FAMILY = "dlib_resnet_v1"
 
 REFS = Path(__file__).parent / "data" / "dlib_refs.json"
+# Measured (see the module docstring): OpenCV 4.6 and 5.0 against the float64 warp.
+CHIP_MEAN_TOL = 0.45  # grey levels, per face: 0.30 measured, a 1/4-px shift gives >= 0.59
+CHIP_MAX_TOL = 6.0  # grey levels, any value: 3.7 measured (fixed-point weights of 4.6)
+
+
+def reference_chip(image: np.ndarray, matrix: np.ndarray, size: int = 150) -> np.ndarray:
+    """The chip by plain float64 bilinear sampling (black outside), independent of OpenCV."""
+    inv = np.linalg.inv(np.vstack([np.asarray(matrix, np.float64), [0.0, 0.0, 1.0]]))[:2]
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    h, w = image.shape[:2]
+
+    def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        return image[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)].astype(np.float64) * inside[..., None]
+
+    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x0 + 1) * fx * (1 - fy)
+            + at(y0 + 1, x0) * (1 - fx) * fy + at(y0 + 1, x0 + 1) * fx * fy)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +69,10 @@ def chips(testdata: Path, refs: list[dict[str, Any]]) -> np.ndarray:
         if face["image"] not in images:
             images[face["image"]] = load_image(testdata / face["image"])
         chip = warp_chip(images[face["image"]], np.array(face["matrix"]))
-        assert hashlib.sha256(chip.tobytes()).hexdigest() == face["chip_sha256"], (
-            f"{face['image']}: rebuilt chip differs from the one dlib embedded")
+        diff = np.abs(chip - reference_chip(images[face["image"]], np.array(face["matrix"])))
+        assert diff.mean() <= CHIP_MEAN_TOL and diff.max() <= CHIP_MAX_TOL, (
+            f"{face['image']}: rebuilt chip is not the one dlib embedded "
+            f"(mean {diff.mean():.3f}, max {diff.max():.2f} grey levels off)")
         out.append(chip)
     return np.stack(out)
 

@@ -124,3 +124,38 @@ def test_default_models_dir(monkeypatch: pytest.MonkeyPatch, models_dir: Path,
     assert default_models_dir() == tmp_path
     monkeypatch.delenv("EDGE_MODELS_DIR")
     assert default_models_dir() == models_dir
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_cpu_variant_is_chosen_per_architecture(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch, arch: str
+) -> None:
+    """Every family marks exactly one CPU variant for each architecture the device runs on."""
+    monkeypatch.setattr("edge.perception.manifest.platform.machine", lambda: arch)
+    manifest = load_manifest(models_dir)
+    for family in sorted({e.family for e in manifest.models.values()}):
+        entries = manifest.family(family)
+        assert sum(e.cpu_preferred_by_arch[arch] for e in entries) == 1, family
+        chosen = manifest.cpu_preferred(family)
+        assert chosen.cpu_preferred and chosen.cpu_preferred_by_arch[arch]
+    raw = json.loads((models_dir / "manifest.json").read_text())
+    assert arch in raw["cpu_preferred_basis"]
+
+
+def test_cpu_preferred_forms(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("edge.perception.manifest.platform.machine", lambda: "aarch64")
+    raw = json.loads((models_dir / "manifest.json").read_text())
+    fam = "blazeface_short_range"
+    ids = {e["variant"]: k for k, e in raw["models"].items() if e["family"] == fam}
+    for k in ids.values():
+        raw["models"][k]["cpu_preferred"] = False
+    raw["models"][ids["int8"]]["cpu_preferred"] = {"x86_64": False, "aarch64": True}
+    raw["models"][ids["fp16"]]["cpu_preferred"] = True  # a plain boolean: every architecture
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    entries = {e.variant: e for e in load_manifest(tmp_path).family(fam)}
+    assert entries["int8"].cpu_preferred and entries["fp16"].cpu_preferred
+    assert entries["fp16"].cpu_preferred_by_arch == {"x86_64": True, "aarch64": True}
+    raw["models"][ids["int8"]]["cpu_preferred"] = {"armv7l": True}
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="cpu_preferred"):
+        load_manifest(tmp_path)

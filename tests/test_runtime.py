@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 from edge.errors import BackendError, InferenceError
+from edge.perception import tpu_probe
 from edge.perception.detector import letterbox
-from edge.perception.manifest import Manifest, load_manifest
+from edge.perception.manifest import Manifest, load_manifest, sha256_file
 from edge.perception.runtime import EDGETPU_LIBRARY, choose_backend, open_model
 
 FAMILY = "blazeface_short_range"  # the smaller model keeps these tests quick
@@ -32,10 +34,14 @@ class FakeLoader:
         return self.result
 
 
-def _models(models_dir: Path, tmp_path: Path, *, with_edgetpu: bool) -> Manifest:
-    """A models folder with the family's files, optionally a compiled TPU file."""
+def _models(models_dir: Path, tmp_path: Path, *, with_edgetpu: bool, record: bool = True
+            ) -> Manifest:
+    """A models folder with the family's files, optionally a compiled TPU file.
+
+    ``record``: write the stand-in's sha256 into the manifest as `make edgetpu` does.
+    """
     dst = tmp_path / "models"
-    dst.mkdir()
+    dst.mkdir(parents=True)
     shutil.copy(models_dir / "manifest.json", dst / "manifest.json")
     manifest = load_manifest(dst)
     for e in manifest.family(FAMILY):
@@ -43,8 +49,13 @@ def _models(models_dir: Path, tmp_path: Path, *, with_edgetpu: bool) -> Manifest
     int8 = manifest.variant(FAMILY, "int8")
     if with_edgetpu:
         assert int8.edgetpu_file is not None
-        # Stand-in bytes for the compiler's output: only its presence is checked here.
+        # Stand-in bytes for the compiler's output (no compiler here).
         shutil.copy(dst / int8.file, dst / int8.edgetpu_file)
+        if record:
+            doc = json.loads((dst / "manifest.json").read_text())
+            doc["models"][int8.model_id]["edgetpu_sha256"] = sha256_file(dst / int8.edgetpu_file)
+            (dst / "manifest.json").write_text(json.dumps(doc))
+            manifest = load_manifest(dst)
     return manifest
 
 
@@ -137,18 +148,81 @@ def test_corrupt_model_file_is_a_backend_error(models_dir: Path, tmp_path: Path)
                    delegate_loader=FakeLoader(error=ValueError("no TPU")))
 
 
-# ai-edge-litert's Delegate.__del__ trips over its own half-built object when
-# the library is missing (AttributeError '_library'); harmless, not ours.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_real_loader_without_libedgetpu_falls_back_to_cpu(
+def test_real_loader_without_libedgetpu_falls_back_to_cpu_quietly(
     models_dir: Path, tmp_path: Path
 ) -> None:
-    """No fake: this machine has no libedgetpu, so the real load_delegate must fail cleanly."""
+    """No fake: this machine has no libedgetpu; the CPU fallback prints nothing on stderr.
+
+    Calling load_delegate without the library makes ai-edge-litert's Delegate.__del__
+    print an AttributeError at garbage collection (pytest would swallow it, so a child
+    process runs the firmware's call); the runtime must not call it at all.
+    """
     import ctypes.util
+    import subprocess
+    import sys
 
     if ctypes.util.find_library("edgetpu"):
         pytest.skip("libedgetpu is installed here")
     manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    code = ("import gc, sys; from edge.perception.manifest import load_manifest;"
+            "from edge.perception.runtime import open_model;"
+            f"m = open_model(load_manifest({str(manifest.models_dir)!r}), {FAMILY!r});"
+            "print(m.backend); print(m.reason); gc.collect()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    backend, reason = r.stdout.splitlines()[:2]
+    assert backend == "cpu"
+    assert "did not load" in reason and "not installed" in reason
+    assert "Delegate.__del__" not in r.stderr and "'_library'" not in r.stderr, r.stderr
+
+
+def test_unrecorded_or_altered_tpu_file_is_refused(models_dir: Path, tmp_path: Path) -> None:
+    """The compiled file is checked like every model file, before the TPU is touched."""
+    loader = FakeLoader(result=object())
+    manifest = _models(models_dir, tmp_path / "a", with_edgetpu=True, record=False)
+    choice = choose_backend(manifest, FAMILY, delegate_loader=loader)
+    assert choice.backend == "cpu" and "make edgetpu" in choice.reason
+    manifest = _models(models_dir, tmp_path / "b", with_edgetpu=True)
+    tpu = manifest.edgetpu_path(manifest.variant(FAMILY, "int8"))
+    assert tpu is not None
+    tpu.write_bytes(tpu.read_bytes() + b"x")
+    choice = choose_backend(manifest, FAMILY, delegate_loader=loader)
+    assert choice.backend == "cpu" and "sha256" in choice.reason
+    assert loader.calls == []
+
+
+@pytest.mark.parametrize(("fake", "expect"), [
+    ("crash", "the Edge TPU runtime crashed (SIGSEGV)"),
+    ("refuse", "did not load (ValueError: Failed to load delegate"),
+])
+def test_delegate_is_probed_in_a_child_and_a_crash_leaves_the_firmware_on_cpu(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: str, expect: str
+) -> None:
+    """A delegate that kills its process (a libedgetpu for another TFLite) kills the probe only."""
+    manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    monkeypatch.setattr(tpu_probe, "library_present", lambda library: True)  # Coral runtime "installed"
+    monkeypatch.setattr(tpu_probe, "PROBE_LOADER", f"tests.fake_delegates:{fake}")
     model = open_model(manifest, FAMILY)
     assert model.backend == "cpu"
-    assert "did not load" in model.reason
+    assert expect in model.reason
+    if fake == "crash":
+        assert "install a libedgetpu built for" in model.reason
+    assert model.run(np.zeros((1, *model.input_shape[1:]), np.float32))
+
+
+def test_selftest_reports_a_crashing_edge_tpu_runtime(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`edge selftest`'s accelerator check: the probe's crash, and the inference on the CPU."""
+    from edge.config import ModelsConfig
+    from edge.runtime.selftest import check_accelerator
+
+    manifest = _models(models_dir, tmp_path, with_edgetpu=True)
+    for e in load_manifest(models_dir).models.values():  # the embedder too
+        shutil.copy(models_dir / e.file, manifest.models_dir / e.file)
+    monkeypatch.setattr(tpu_probe, "library_present", lambda library: True)
+    monkeypatch.setattr(tpu_probe, "PROBE_LOADER", "tests.fake_delegates:crash")
+    check = check_accelerator(ModelsConfig(dir=manifest.models_dir, detector=FAMILY, edgetpu=True))
+    assert not check.ok
+    assert "the Edge TPU runtime crashed (SIGSEGV)" in check.detail
+    assert f"{manifest.cpu_preferred(FAMILY).model_id} on cpu" in check.detail

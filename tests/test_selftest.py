@@ -106,6 +106,11 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     _write(keys / "ca.crt", ident.ca.read_bytes(), 0o600)
     _write(keys / "device.crt", ident.cert.read_bytes(), 0o600)
     _write(keys / "device.key", ident.key.read_bytes(), 0o600)
+    # As install.sh --provision: the keys belong to the service user where it exists
+    # (an installed device, e.g. make pi-check's root), else to whoever runs the tests.
+    if os.geteuid() == 0:
+        for k in keys.iterdir():
+            os.chown(k, selftest.service_uid(), -1)
     (base / "state").mkdir(mode=0o750)
 
     now = datetime.now(UTC)

@@ -60,7 +60,8 @@ Description: Edge watchlist appliance firmware (camera, Coral, MQTT)
  publishing match events to a central MQTT broker over TLS. Runs as the
  hardened systemd service edge.service; commission with "edge selftest".
  The postinst creates the service user and the venv in /opt/edge/venv; pip
- installs paho-mqtt 2.x and the TFLite runtime (deploy/requirements-device.txt).
+ installs the hashed lock /opt/edge/deploy/requirements-device.txt (paho-mqtt,
+ ai-edge-litert) with --require-hashes, keeping apt's numpy.
 EOF
 printf '/etc/edge/edge.toml.example\n' >"$STAGE/DEBIAN/conffiles"
 

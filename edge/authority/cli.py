@@ -299,7 +299,8 @@ def _device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-id", required=True)
     p.add_argument("--fleet", required=True)
     p.add_argument("--device-key", type=Path, required=True, help="X25519 device key file")
-    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="default: $EDGE_MODELS_DIR, the checkout's models/, else the system's")
     _embedder_arg(p)
     p.add_argument("--now", help="RFC 3339 time instead of the clock (testing)")
 
@@ -345,7 +346,8 @@ def register(subparsers: Any) -> None:
     p = bs.add_parser("build", help="enrol images into an unsigned bundle")
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--csv", type=Path, required=True)
-    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="default: $EDGE_MODELS_DIR, the checkout's models/, else the system's")
     _embedder_arg(p)
     p.add_argument("--device", action="append", required=True,
                    help="DEVICE_ID=DEVICE_PUBLIC_KEY_FILE (repeat per target)")

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.authority.build import EntrySpec, normalise
 from edge.errors import EnrolmentError, ImageError, SignedDocumentError
@@ -107,7 +108,8 @@ def read_rows(path: Path, now: datetime) -> list[Row]:
 read_rgb = load_image  # the shared reader: pixel count checked from the header first
 
 
-def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float, min_width: float) -> np.ndarray:
+def template_for(analyzer: Analyzer, image: RGBImage, min_quality: float,
+                 min_width: float) -> npt.NDArray[Any]:
     """The main face's embedding, or ``EnrolmentError`` saying why there is none."""
     faces = analyzer.analyze(image)
     dets = [f.detection for f in faces]

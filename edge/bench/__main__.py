@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from edge.bench.machine import describe
+
 SECTIONS: dict[str, str] = {
     "detector": "edge.bench.perception",
     "embedder": "edge.bench.embedder",
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edge.bench")
     ap.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION")
     args = ap.parse_args(argv)
+    print(describe(), flush=True)  # cpu_preferred is chosen per architecture
     for name in args.sections or list(SECTIONS):
         print(f"\n== {name} ==", flush=True)
         importlib.import_module(SECTIONS[name]).run(args)

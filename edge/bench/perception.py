@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 from functools import partial
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.bench.timing import testdata_dir, timed
 from edge.perception.detector import BlazeFaceDetector, letterbox
@@ -28,7 +30,7 @@ FAMILIES = ("blazeface_full_range", "blazeface_short_range")
 
 
 
-def _invokes(model: TFLiteModel, x: np.ndarray, n: int) -> tuple[float, float]:
+def _invokes(model: TFLiteModel, x: npt.NDArray[Any], n: int) -> tuple[float, float]:
     return timed(lambda: model.run(x), n, 20)
 
 

@@ -83,7 +83,8 @@ def encode_crop(image: RGBImage, box: tuple[float, float, float, float], quality
     ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         return None
-    return buf.tobytes()
+    jpeg: bytes = buf.tobytes()
+    return jpeg
 
 
 def build_alert(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from edge.errors import ImageError, ModelError
 from edge.perception import blazeface
@@ -48,7 +50,7 @@ class Letterbox:
     pad_y: float
     size: int
 
-    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+    def to_frame(self, xy: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Normalised model-input coordinates (..., 2) to frame pixels."""
         out = xy.astype(np.float32) * np.float32(self.size)
         out[..., 0] = (out[..., 0] - self.pad_x) / self.scale
@@ -58,7 +60,7 @@ class Letterbox:
 
 def letterbox(
     image: RGBImage, size: int, pad_fraction: float = 0.0
-) -> tuple[np.ndarray, Letterbox]:
+) -> tuple[npt.NDArray[Any], Letterbox]:
     """Resize keeping aspect into ``size`` x ``size``, centred, zero border; float [-1, 1].
 
     ``pad_fraction`` shrinks the image further so that a border of that
@@ -160,7 +162,7 @@ class BlazeFaceDetector:
     def detect(self, image: RGBImage) -> list[Detection]:
         return to_detections(self.detect_raw(image), image.shape[1], image.shape[0])
 
-    def _outputs(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _outputs(self, tensor: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         outs = self.model.run(tensor[None])
         # Regressors carry 4 + 2K values per anchor, scores one.
         regs = [o for o in outs if o.shape[-1] > 1]

@@ -41,7 +41,7 @@ from edge.perception.types import FloatArray
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
-def l2_normalise(x: npt.NDArray[np.floating]) -> FloatArray:
+def l2_normalise(x: npt.NDArray[np.floating[Any]]) -> FloatArray:
     """Rows scaled to unit length; an all-zero row stays zero instead of NaN."""
     v = np.asarray(x, np.float32)
     n = np.linalg.norm(v, axis=-1, keepdims=True)

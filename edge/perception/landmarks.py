@@ -123,7 +123,8 @@ def to_gray(image: RGBImage) -> GrayImage:
     if rgb.ndim == 2:
         return rgb.astype(np.uint8, copy=False)
     total = rgb[..., 0].astype(np.uint16) + rgb[..., 1] + rgb[..., 2]
-    return (total // 3).astype(np.uint8)
+    gray: GrayImage = (total // 3).astype(np.uint8)
+    return gray
 
 
 @dataclass(frozen=True)

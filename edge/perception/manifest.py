@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ SCHEMA = "edge.models/1"
 MANIFEST_NAME = "manifest.json"
 SYSTEM_MODELS_DIR = Path("/usr/share/edge/models")
 ROLES = ("detector", "embedder", "landmarks")
+ARCHITECTURES = ("x86_64", "aarch64")  # platform.machine() of the build host and the Pi
 VARIANTS = ("float32", "fp16", "int8")
 # The recogniser family used when nothing names another (config ``models.embedder``,
 # ``--embedder``): MobileFace V2, whose provenance verdict makes it an eligible default
@@ -60,6 +62,11 @@ class ModelEntry:
     licence: str = ""
     build_command: str = ""
     edgetpu_file: str | None = None
+    # Recorded by `make edgetpu` (models/build_edgetpu.py) with the compiler's op report.
+    edgetpu_sha256: str | None = None
+    # The CPU variant choice per architecture (ARCHITECTURES); ``cpu_preferred`` is
+    # the one for the machine that loaded the manifest.
+    cpu_preferred_by_arch: Mapping[str, bool] = field(default_factory=dict)
     cpu_preferred: bool = False
     # Role-specific blocks kept as parsed JSON: "decode" for detectors,
     # alignment template and embedding size for embedders, and anything newer.
@@ -112,7 +119,7 @@ class Manifest:
         )
 
     def cpu_preferred(self, family: str) -> ModelEntry:
-        """The variant marked fastest-accurate on CPU; the float one if none is marked."""
+        """The variant marked fastest-accurate on this architecture's CPU; else the float one."""
         entries = self.family(family)
         for e in entries:
             if e.cpu_preferred:
@@ -125,11 +132,24 @@ class Manifest:
     def verify_hashes(self, model_ids: Iterable[str] | None = None) -> None:
         """Check that each listed file exists and has the recorded sha256.
 
-        Edge TPU files are compiled on the device by the installer, so the
-        manifest cannot know their hash; they are not checked here.
+        An Edge TPU file (compiled by ``make edgetpu`` on a build host) is
+        optional; when it is present it must have the hash the manifest records.
         """
         for model_id in model_ids if model_ids is not None else sorted(self.models):
-            verify_entry(self.models_dir, self.get(model_id))
+            entry = self.get(model_id)
+            verify_entry(self.models_dir, entry)
+            tpu = self.edgetpu_path(entry)
+            if tpu is not None and tpu.is_file():
+                verify_edgetpu(self.models_dir, entry)
+
+
+def cpu_preferred_by_arch(variant: str, fastest_here: bool) -> dict[str, bool]:
+    """What a model build records: its own measurement for this machine's architecture;
+    float32 on the others (the only variant whose scores match across CPUs; see the
+    manifest's ``cpu_preferred_basis``) until a build on that architecture measures it."""
+    out = {arch: variant == "float32" for arch in ARCHITECTURES}
+    out[platform.machine()] = fastest_here
+    return out
 
 
 def verify_entry(models_dir: Path, entry: ModelEntry) -> None:
@@ -147,6 +167,21 @@ def verify_entry(models_dir: Path, entry: ModelEntry) -> None:
             f"model file {path} (model '{entry.model_id}') has sha256 {digest}, "
             f"manifest says {entry.sha256}; the file is corrupt or was replaced: {_FIX}"
         )
+
+
+def verify_edgetpu(models_dir: Path, entry: ModelEntry) -> None:
+    """The entry's compiled Edge TPU file has the sha256 `make edgetpu` recorded."""
+    if entry.edgetpu_file is None:
+        raise ModelMissingError(f"model '{entry.model_id}' has no Edge TPU file")
+    if entry.edgetpu_sha256 is None:
+        raise ModelHashError(
+            f"{entry.edgetpu_file} has no sha256 in the manifest: Edge TPU files come from "
+            "`make edgetpu` on an x86-64 build host, which records them; never copy one in by hand"
+        )
+    verify_entry(models_dir, ModelEntry(
+        model_id=entry.model_id, file=entry.edgetpu_file, sha256=entry.edgetpu_sha256,
+        role=entry.role, family=entry.family, variant=entry.variant,
+        inputs=entry.inputs, outputs=entry.outputs))
 
 
 def sha256_file(path: Path) -> str:
@@ -201,6 +236,7 @@ def parse_manifest(raw: object, models_dir: Path) -> Manifest:
 _KNOWN = {
     "file", "sha256", "role", "family", "variant", "inputs", "outputs", "quantization",
     "preprocessing", "source", "licence", "build_command", "edgetpu_file", "cpu_preferred",
+    "edgetpu_sha256",
 }
 
 
@@ -218,8 +254,11 @@ def _entry(model_id: str, body: object, where: Path) -> ModelEntry:
     if body["variant"] not in VARIANTS:
         raise bad(f"variant '{body['variant']}' is not one of {VARIANTS}")
     sha = body["sha256"]
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+    if not _is_sha256(sha):
         raise bad("'sha256' must be 64 lowercase hex digits")
+    tpu_sha = body.get("edgetpu_sha256")
+    if tpu_sha is not None and not (isinstance(tpu_sha, str) and _is_sha256(tpu_sha)):
+        raise bad("'edgetpu_sha256' must be 64 lowercase hex digits")
     if "/" in body["file"] or body["file"].startswith("."):
         raise bad("'file' must be a plain file name inside the models folder")
     edgetpu = body.get("edgetpu_file")
@@ -228,6 +267,14 @@ def _entry(model_id: str, body: object, where: Path) -> ModelEntry:
     source = body.get("source", {})
     if not isinstance(source, dict):
         raise bad("'source' must be an object")
+    preferred = body.get("cpu_preferred", False)
+    if isinstance(preferred, bool):  # one choice for every architecture
+        by_arch = dict.fromkeys(ARCHITECTURES, preferred)
+    elif isinstance(preferred, dict) and all(
+            k in ARCHITECTURES and isinstance(v, bool) for k, v in preferred.items()):
+        by_arch = dict(preferred)
+    else:
+        raise bad(f"'cpu_preferred' must be a boolean or an object of booleans by {ARCHITECTURES}")
     return ModelEntry(
         model_id=model_id,
         file=body["file"],
@@ -243,9 +290,15 @@ def _entry(model_id: str, body: object, where: Path) -> ModelEntry:
         licence=str(body.get("licence", "")),
         build_command=str(body.get("build_command", "")),
         edgetpu_file=edgetpu,
-        cpu_preferred=bool(body.get("cpu_preferred", False)),
+        edgetpu_sha256=tpu_sha,
+        cpu_preferred_by_arch=by_arch,
+        cpu_preferred=by_arch.get(platform.machine(), False),
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
+
+
+def _is_sha256(s: str) -> bool:
+    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
 
 
 def _tensors(raw: object, bad: Any, key: str) -> tuple[TensorSpec, ...]:

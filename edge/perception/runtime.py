@@ -4,7 +4,10 @@
 are imported lazily, on first use. ``open_model`` picks the backend:
 
 * the ``*_edgetpu.tflite`` variant when that file exists next to the manifest
-  and the Edge TPU delegate (``libedgetpu.so.1``) loads;
+  with the sha256 ``make edgetpu`` recorded, ``libedgetpu.so.1`` is installed,
+  the delegate loads and runs the file in a child process first
+  (:mod:`edge.perception.tpu_probe`: a crashing runtime must not take the
+  firmware down), and then loads in this process;
 * otherwise the variant the manifest marks ``cpu_preferred`` (chosen by
   measurement in ``models/build_detector.py``), run with XNNPACK.
 
@@ -26,8 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import BackendError, InferenceError, ModelMissingError
-from edge.perception.manifest import Manifest, ModelEntry, verify_entry
+from edge.errors import BackendError, EdgeError, InferenceError, ModelMissingError
+from edge.perception.manifest import Manifest, ModelEntry, verify_edgetpu, verify_entry
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,11 @@ def choose_backend(
         tpu_path = manifest.edgetpu_path(tpu_entry)
         assert tpu_path is not None  # tpu_entries only holds entries with edgetpu_file
         if not tpu_path.is_file():
-            why = f"{tpu_path.name} is not installed (compiled by the installer's edgetpu_compiler)"
+            why = (f"{tpu_path.name} is not installed (Edge TPU files are compiled by `make "
+                   "edgetpu` on an x86-64 build host with Coral's edgetpu_compiler and shipped "
+                   "with the models)")
+        elif (problem := _tpu_problem(manifest, tpu_entry, tpu_path, delegate_loader)):
+            why = problem
         else:
             try:
                 delegate = delegate_loader(EDGETPU_LIBRARY)
@@ -223,6 +230,30 @@ def open_file(
     """Open one file on the CPU as-is, unchecked (benchmarks and model-build checks)."""
     interp = _make_interpreter(path, None, num_threads)
     return TFLiteModel(entry, path, "cpu", f"file {path.name} opened directly", interp)
+
+
+_PROBED: dict[Path, str | None] = {}
+
+
+def _tpu_problem(manifest: Manifest, entry: ModelEntry, path: Path,
+                 loader: DelegateLoader) -> str | None:
+    """Why the present TPU file cannot be used, before anything is loaded here; or None."""
+    try:
+        verify_edgetpu(manifest.models_dir, entry)
+    except EdgeError as e:
+        return str(e)
+    if loader is not default_delegate_loader:
+        return None  # an injected loader (config off, tests) is used as given
+    from edge.perception import tpu_probe
+
+    if not tpu_probe.library_present(EDGETPU_LIBRARY):
+        # load_delegate is not even tried: it would print an upstream error on stderr.
+        return (f"{EDGETPU_LIBRARY} did not load (not installed: `sudo apt install "
+                "libedgetpu1-std`, the version the README's Coral section pins)")
+    if path not in _PROBED:  # once per file and process: at start and in selftest
+        result = tpu_probe.probe(path)
+        _PROBED[path] = None if result.ok else result.reason
+    return _PROBED[path]
 
 
 def _refuse(message: str) -> DelegateLoader:

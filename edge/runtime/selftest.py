@@ -29,9 +29,9 @@ from typing import Any
 
 from edge.config import BrokerConfig, Config, ModelsConfig, SourceConfig, load
 from edge.delivery.topics import Topics
-from edge.errors import EdgeError
+from edge.errors import EdgeError, StackError
 
-CHECK_NAMES = ("config", "camera", "accelerator", "models", "keys", "trust", "bundle", "order",
+CHECK_NAMES = ("config", "stack", "camera", "accelerator", "models", "keys", "trust", "bundle", "order",
                "broker", "clock", "disk")
 MIN_FREE_BYTES = 512 * 1024 * 1024
 BUNDLE_EXPIRY_WARN_S = 7 * 24 * 3600
@@ -72,10 +72,27 @@ def check_camera(src: SourceConfig) -> Check:
             source.close()
     except StopIteration:
         return failed("camera", f"{what} gave no frame", fix)
+    except StackError as e:  # not the camera: the venv's numpy is not apt's
+        from edge.stack import FIX
+
+        return failed("camera", f"{what}: {e}", FIX)
     except (EdgeError, OSError, ValueError) as e:
         return failed("camera", f"{what}: {e}", fix)
     h, w = frame.image.shape[:2]
     return passed("camera", f"{what}: {w}x{h} frame in {time.monotonic() - t0:.1f} s")
+
+
+# --- the Python stack ------------------------------------------------------------------
+
+
+def check_stack() -> Check:
+    """numpy and OpenCV as imported are the versions the device lock names (apt's)."""
+    from edge.stack import FIX, verify_stack
+
+    try:
+        return passed("stack", verify_stack())
+    except StackError as e:
+        return failed("stack", str(e), FIX)
 
 
 # --- models and accelerator -------------------------------------------------------------
@@ -128,8 +145,9 @@ def check_accelerator(models: ModelsConfig) -> Check:
     if models.edgetpu and backends != {"edgetpu"}:
         return failed("accelerator", detail,
                       "plug the Coral into a USB3 port (or seat the M.2 card), `sudo apt install "
-                      "libedgetpu1-std`, replug, and install the *_edgetpu.tflite files from "
-                      "edgetpu_compiler; or set models.edgetpu = false to run on the CPU on purpose")
+                      "libedgetpu1-std` (the version the README's Coral section pins), replug, and "
+                      "install the *_edgetpu.tflite files that `make edgetpu` compiles on an "
+                      "x86-64 build host; or set models.edgetpu = false to run on the CPU on purpose")
     return passed("accelerator", detail)
 
 
@@ -405,6 +423,7 @@ def run_checks(cfg: Config, *, now: datetime, skip: Sequence[str] = (),
     if cfg.broker.tls and cfg.broker.key is not None:
         keys.append(cfg.broker.key)
     plan: list[tuple[str, Callable[[], Check]]] = [
+        ("stack", check_stack),
         ("camera", lambda: check_camera(cfg.source)),
         ("accelerator", lambda: check_accelerator(cfg.models)),
         ("models", lambda: check_models(cfg.models.dir)),

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.errors import ConfigError
 from edge.scenario.catalogue import DEFAULT_OTHERS, DEFAULT_WATCHLISTED, IDENTITIES
@@ -139,7 +140,7 @@ class Pass:
         return cls(**raw)
 
 
-def _rects(p: Pass, frames: np.ndarray, face_only: bool) -> np.ndarray:
+def _rects(p: Pass, frames: npt.NDArray[Any], face_only: bool) -> npt.NDArray[Any]:
     """(N, 4) face boxes (grown by 30%) or whole cut-out rectangles of ``p`` at ``frames``."""
     width = 2 * SIDE * p.face_width
     x = (-width / 2 if p.direction > 0 else p.frame_w + width / 2) \

@@ -18,6 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from edge.errors import ImageError
 from edge.fsutil import atomic_write, fsync_dir
@@ -63,12 +64,12 @@ def locate_faces(spec: ScenarioSpec, faces_dir: Path, find: FaceFinder) -> dict[
     return boxes
 
 
-def _tile(texture: np.ndarray, w: int, h: int) -> np.ndarray:
+def _tile(texture: npt.NDArray[Any], w: int, h: int) -> npt.NDArray[Any]:
     ry, rx = math.ceil(h / texture.shape[0]), math.ceil(w / texture.shape[1])
     return np.tile(texture, (ry, rx))[:h, :w].astype(np.float32)
 
 
-def _grey(faces_dir: Path, name: str) -> np.ndarray | None:
+def _grey(faces_dir: Path, name: str) -> npt.NDArray[Any] | None:
     image = cv2.imread(str(faces_dir / name), cv2.IMREAD_GRAYSCALE)
     return None if image is None else image
 

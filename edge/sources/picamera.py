@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import CameraError
+from edge.errors import CameraError, CameraStackError
 from edge.perception.types import Frame
 from edge.sources.base import ThreadedCapture, utc_now
 
@@ -38,7 +38,16 @@ class PiCameraSource:
     ) -> None:
         try:
             from picamera2 import Picamera2
-        except ImportError as exc:
+        except (ImportError, ValueError) as exc:
+            # simplejpeg raises ValueError ("numpy.dtype size changed") when the venv
+            # holds another numpy than the one apt built picamera2 against.
+            from edge.stack import FIX, is_numpy_abi_error
+
+            if is_numpy_abi_error(exc):
+                raise CameraStackError(
+                    f"picamera2 does not import with this numpy ({exc}): not a camera problem; "
+                    f"fix: {FIX}"
+                ) from exc
             raise CameraError(
                 "picamera2 is not importable; fix: `sudo apt install python3-picamera2` and "
                 "create the venv with --system-site-packages (the installer does this)"

@@ -46,7 +46,7 @@ Opener = Callable[[str | int, int], Capture]
 def open_capture(target: str | int, api: int) -> Capture:
     """Open with bounded open/read timeouts so a dead camera cannot hang the pipeline."""
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
-    cap: Capture = cv2.VideoCapture(target, api, params)  # type: ignore[assignment]
+    cap: Capture = cv2.VideoCapture(target, api, params)
     return cap
 
 
