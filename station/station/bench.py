@@ -48,7 +48,7 @@ def _crop() -> bytes:
     img = cv2.GaussianBlur(rng.integers(0, 255, (120, 100, 3), dtype=np.uint8), (5, 5), 0)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
-    return buf.tobytes()
+    return bytes(buf.tobytes())
 
 
 def _alert(device: str, seq: int, at: datetime, subject: str, crop: bytes | None) -> bytes:
