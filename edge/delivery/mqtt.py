@@ -97,6 +97,7 @@ class LinkHealth:
     last_error: str | None
     inflight: int
     outbox: OutboxStats
+    retained_reviews_refused: int = 0  # refused at the link: a review is never retained
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "outbox"}
@@ -155,6 +156,7 @@ class MqttLink:
         self._tick = time.monotonic()
         self._state = "stopped"
         self._connects = 0
+        self._retained_reviews_refused = 0
         self._last_error: str | None = None
 
     # --- API for other threads -------------------------------------------------------
@@ -229,6 +231,7 @@ class MqttLink:
                 last_error=self._last_error,
                 inflight=len(conn.inflight) if conn is not None else 0,
                 outbox=self.outbox.stats(),
+                retained_reviews_refused=self._retained_reviews_refused,
             )
 
     def close(self, drain_timeout: float = 5.0) -> bool:
@@ -471,6 +474,8 @@ class MqttLink:
             # A review is a one-off decision: a retained one would be re-applied to every
             # device session that subscribes later, so it is never taken.
             log.error("retained message on %s refused: reviews are never retained", msg.topic)
+            with self._lock:
+                self._retained_reviews_refused += 1
             return
         if self._on_message is not None:
             self._on_message(str(msg.topic), bytes(msg.payload))

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from edge.accountability.adjudication import Applied
+from edge.delivery.mqtt import LinkHealth
 from edge.formats import iso_utc
 from edge.runtime.wiring import Device
 
@@ -71,6 +72,14 @@ class RunStats:
                                      "applied_at": iso_utc(now)})
 
 
+def _refused(stats: RunStats, health: LinkHealth) -> dict[str, int]:
+    """Messages refused per topic leaf: by their handlers, and retained reviews at the link."""
+    out = dict(stats.messages_refused)
+    if health.retained_reviews_refused:
+        out["review_retained"] = health.retained_reviews_refused
+    return out
+
+
 def status_line(gate: Gate, dev: Device) -> str:
     """systemd's STATUS= line."""
     return f"{gate.state}: {gate.reason}; {dev.watch.summary()}; backend {dev.backend}"
@@ -99,7 +108,7 @@ def status_payload(gate: Gate, stats: RunStats, dev: Device, now: datetime) -> d
                    "warning": health.outbox.warning, "refused_alerts": health.outbox.refused_alerts},
         "delivery": {"refused": health.refused, "last_refusal": health.last_refusal},
         "last_bundle_error": stats.last_bundle_error,
-        "messages": {"refused": dict(stats.messages_refused), "last_error": stats.last_message_error},
+        "messages": {"refused": _refused(stats, health), "last_error": stats.last_message_error},
         "reviews_applied": list(stats.reviews_applied),
         "updated_at": iso_utc(now),
     }
