@@ -59,8 +59,9 @@ rm -rf "$SIM"
 install -d -o edge -g edge "$SIM"
 cp -r /root/testdata "$SIM/testdata"
 chown -R edge:edge "$SIM"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$PORT" >/tmp/mosquitto-sim.conf
-mosquitto -c /tmp/mosquitto-sim.conf >/tmp/mosquitto-sim.log 2>&1 &
+MOSQ_DIR=$(mktemp -d)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$PORT" >"$MOSQ_DIR/mosquitto.conf"
+mosquitto -c "$MOSQ_DIR/mosquitto.conf" >"$MOSQ_DIR/mosquitto.log" 2>&1 &
 MOSQ=$!
 runuser -u edge -- "$VENV/bin/python" - "$SIM" "$PORT" <<'EOF' || rc=1
 import sys
