@@ -16,6 +16,8 @@ import os
 import secrets
 from pathlib import Path
 
+from edge.errors import StateError
+
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -62,3 +64,13 @@ def free_bytes(path: Path) -> int | None:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
+
+
+def read_optional(path: Path) -> bytes | None:
+    """A state file's bytes, None when it does not exist yet; any other failure is a ``StateError``."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc}") from exc

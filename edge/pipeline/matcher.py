@@ -90,6 +90,11 @@ class Matcher:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def raised(self, *raise_to: float | None) -> Matcher:
+        """The same entries and templates (shared, not copied) at the raised effective threshold."""
+        return Matcher(self.entries, self.templates, self.starts,
+                       effective_threshold(self.threshold, *raise_to), self.skipped_expired)
+
     def subject_scores(self, queries: FloatArray) -> FloatArray:
         """(Q, D) L2-normalised queries -> (Q, S) best cosine per subject."""
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.templates.shape[1])

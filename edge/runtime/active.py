@@ -118,26 +118,24 @@ class ActiveWatchlist:
         self.trust_refused: str | None = None  # the trust file was refused; the kept root runs
 
     def _activate(self, verified: VerifiedBundle, now: datetime) -> Activation:
+        live = Matcher.from_bundle(verified, now)  # the entries still live, at the bundle's threshold
         op: OperatingPoint | None = None
         refusal: str | None = None
         try:
-            op = self.operating_point(verified, now)
+            op = self.operating_point(live)
         except OperatingPointError as e:
             refusal = str(e)
             log.error("recognition refused for this deployment: %s", refusal)
-        matcher = Matcher.from_bundle(verified, now, None if op is None else op.threshold, self.raise_to)
+        matcher = live.raised(None if op is None else op.threshold, self.raise_to)
         self.active = Activation(verified, matcher, op, refusal)
         return self.active
 
-    def operating_point(self, verified: VerifiedBundle, now: datetime) -> OperatingPoint:
-        """The operating point for the entries of ``verified`` still live at ``now`` under the order."""
-        off = verified.offsets
-        live = [i for i, e in enumerate(verified.entries) if e.expires_at > now]
+    def operating_point(self, live: Matcher) -> OperatingPoint:
+        """The operating point for the matcher's live entries under the current order."""
         order = self.order
         budget = order.false_alert_budget if order is not None else None
         return operating_point(
-            self.recogniser.card, people=max(1, len(live)),
-            templates=max(1, sum(int(off[i + 1] - off[i]) for i in live)),
+            self.recogniser.card, people=max(1, len(live)), templates=max(1, len(live.templates)),
             budget_per_10k=DEFAULT_BUDGET if budget is None else float(budget),
             min_found=None if order is None else order.min_found)
 

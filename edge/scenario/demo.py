@@ -91,6 +91,17 @@ def _tool(*argv: str) -> None:
         raise EdgeError(f"`edge {' '.join(argv)}` failed ({rc})")
 
 
+def stop_child(proc: subprocess.Popen[bytes], sig: int, wait_s: float) -> None:
+    """Signal a child the demo started, wait for it, and kill it if it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(wait_s)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo",
             camera_id: str = "cam-1", site: str = "Demo Boulevard, north end",
             scenario: Sequence[str] = (), realtime: bool = True, threshold: float | None = None,
@@ -232,11 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run.send_signal(signal.SIGTERM)
             run.wait(30)
         finally:
-            alerts.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                alerts.wait(5)
-            if alerts.poll() is None:
-                alerts.kill()
+            stop_child(alerts, signal.SIGINT, 5)
     print(f"demo: done; audit log: .venv/bin/edge audit verify --dir {dep.state / 'audit'}")
     return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import MalformedError, OrderError, ReplayError, RollbackError, StateError
-from edge.fsutil import atomic_write
+from edge.fsutil import atomic_write, read_optional
 from edge.watchlist import canonical
 from edge.watchlist.order import (
     DeploymentOrder,
@@ -58,12 +58,9 @@ class OrderStore:
 
     def state(self) -> OrderState:
         path = self.dir / ORDER_STATE_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_optional(path)
+        if raw is None:
             return OrderState()
-        except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc}") from exc
         try:
             f = canonical.Fields(canonical.loads_object(raw, "order state"), "order state")
             order = revocations = None

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge.errors import MalformedError, SignedDocumentError, StateError
-from edge.fsutil import atomic_write, create_new, fsync_dir, write_all
+from edge.fsutil import atomic_write, create_new, fsync_dir, read_optional, write_all
 from edge.watchlist import canonical
 from edge.watchlist.bundle import (
     StateRecord,
@@ -58,12 +58,9 @@ class BundleStore:
 
     def installed(self) -> Installed | None:
         path = self.dir / STATE_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_optional(path)
+        if raw is None:
             return None
-        except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc}") from exc
         try:
             f = canonical.Fields(canonical.loads_object(raw, "device state"), "device state")
             record = StateRecord(
@@ -209,12 +206,9 @@ class TrustStore:
 
     def _read(self) -> tuple[TrustRecord, bytes] | None:
         path = self.dir / TRUST_STATE_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_optional(path)
+        if raw is None:
             return None
-        except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc}") from exc
         try:
             f = canonical.Fields(canonical.loads_object(raw, "trust state"), "trust state")
             record = TrustRecord(f.integer("version", lo=1), f.text("content_sha256", max_len=64))

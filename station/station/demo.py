@@ -28,7 +28,7 @@ from pathlib import Path
 from edge.cli import main as edge_main
 from edge.errors import EdgeError
 from edge.scenario.broker import free_port
-from edge.scenario.demo import ROOT, local_broker, prepare
+from edge.scenario.demo import ROOT, local_broker, prepare, stop_child
 from edge.scenario.render import watchlisted_passes
 from station.cli import add_user, open_store
 from station.config import load
@@ -123,16 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run.send_signal(signal.SIGTERM)
                 run.wait(30)
         finally:
-            alerts.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                alerts.wait(5)
-            if alerts.poll() is None:
-                alerts.kill()
-            station.send_signal(signal.SIGTERM)
-            try:
-                station.wait(10)
-            except subprocess.TimeoutExpired:
-                station.kill()
+            stop_child(alerts, signal.SIGINT, 5)
+            stop_child(station, signal.SIGTERM, 10)
     return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
 
 
