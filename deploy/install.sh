@@ -32,6 +32,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=${DESTDIR:-}
 SRC=$(cd "$HERE/.." && pwd)
 PROVISION=""
+BROKER_ALLOW=""
 DO_APT=1
 DO_PIP=1
 DO_CORAL=1
@@ -57,11 +58,19 @@ usage() {
   cat <<EOF
 usage: $PROG [--root DIR] [--source DIR] [--provision DIR] [--no-packages]
              [--no-coral] [--coral-key FILE] [--no-enable] [--python PYTHON]
+             [--broker-allow ADDRS]
 
   --root DIR       install into DIR instead of / (also: DESTDIR=DIR); host untouched
   --source DIR     firmware checkout or unpacked package (default: $SRC)
   --provision DIR  copy DIR/keys/* to /etc/edge/keys (0600, user edge) and
-                   DIR/{edge.toml,trust.json,order.json} to /etc/edge (0640)
+                   DIR/{edge.toml,trust.json,order.json} to /etc/edge (0640);
+                   symlinks in DIR are refused (root would copy what they point at)
+  --broker-allow ADDRS
+                   comma-separated IP addresses or prefixes edge.service may reach
+                   besides loopback (the broker, and DNS servers if the broker is
+                   named by host name); default: the [broker] host of
+                   /etc/edge/edge.toml when it is an IP address, else its addresses
+                   and /etc/resolv.conf's name servers resolved now (not with --root)
   --no-packages    skip apt-get and pip (packages already installed)
   --no-apt         skip apt-get only (the .deb's postinst: apt resolved Depends)
   --no-coral       skip Coral's apt repository and libedgetpu1-std (CPU only)
@@ -80,6 +89,7 @@ while [ $# -gt 0 ]; do
     --root=*) ROOT=${1#--root=}; shift ;;
     --source) SRC=${2:?--source needs a directory}; shift 2 ;;
     --provision) PROVISION=${2:?--provision needs a directory}; shift 2 ;;
+    --broker-allow) BROKER_ALLOW=${2:?--broker-allow needs addresses}; shift 2 ;;
     --no-packages) DO_APT=0; DO_PIP=0; shift ;;
     --no-apt) DO_APT=0; shift ;;
     --no-coral) DO_CORAL=0; shift ;;
@@ -347,6 +357,11 @@ install_config() {
   fi
   if [ -n "$PROVISION" ]; then
     [ -d "$PROVISION" ] || die "--provision $PROVISION is not a directory"
+    # Run as root, install(1) would copy whatever a symlink points at (another user's
+    # key, /etc/shadow) into /etc/edge: refuse the folder before copying anything.
+    local links
+    links=$(find "$PROVISION/" -maxdepth 2 -type l -print | paste -sd' ' -)
+    [ -z "$links" ] || die "--provision: refusing symlinks (copy the files themselves): $links"
     local f
     for f in edge.toml trust.json order.json; do
       if [ -f "$PROVISION/$f" ]; then
@@ -372,7 +387,57 @@ install_config() {
 }
 
 # --- 5. udev rules and the unit ------------------------------------------------------
+# edge.service has IPAddressDeny=any and allows loopback only; the broker's addresses come
+# from a drop-in written here, so a stolen or subverted service can reach nothing else.
+DROPIN=/etc/systemd/system/edge.service.d/50-broker-address.conf
+
+broker_addresses() { # prints the allow-list, or nothing when it cannot be known
+  if [ -n "$BROKER_ALLOW" ]; then
+    printf '%s\n' "$BROKER_ALLOW"
+    return
+  fi
+  local conf=$ROOT/etc/edge/edge.toml host
+  [ -f "$conf" ] || return 0
+  host=$("$PYTHON" -c 'import sys, tomllib
+print(tomllib.load(open(sys.argv[1], "rb")).get("broker", {}).get("host", ""))' "$conf") \
+    || die "cannot read [broker] host from $conf"
+  [ -n "$host" ] || return 0
+  if "$PYTHON" -c 'import ipaddress, sys; ipaddress.ip_address(sys.argv[1])' "$host" 2>/dev/null; then
+    printf '%s\n' "$host"
+  elif [ "$ROOTED" -eq 0 ]; then
+    # A host name: its addresses now, and the name servers that resolve it.
+    local addrs dns
+    addrs=$(getent ahosts "$host" | awk '{print $1}' | sort -u | paste -sd, -) || true
+    [ -n "$addrs" ] || { say "warning: broker host $host does not resolve; no address allowed" >&2; return 0; }
+    dns=$(awk '$1 == "nameserver" {print $2}' /etc/resolv.conf 2>/dev/null | paste -sd, -)
+    printf '%s\n' "$addrs${dns:+,$dns}"
+  fi
+}
+
+install_broker_allow() {
+  local list
+  list=$(broker_addresses)
+  if [ -z "$list" ]; then
+    if [ ! -e "$ROOT$DROPIN" ]; then
+      say "edge.service may reach loopback only: give --broker-allow ADDRS (the broker, and"
+      say "  DNS servers if it is named by host name), or set [broker] host to its IP address"
+    fi
+    return 0
+  fi
+  local checked
+  checked=$("$PYTHON" -c 'import ipaddress, sys
+print(" ".join(str(ipaddress.ip_network(a.strip(), strict=False)) for a in sys.argv[1].split(",") if a.strip()))' \
+    "$list") || die "--broker-allow: not IP addresses or prefixes: $list"
+  install -d -m 0755 -o 0 -g 0 "$(dirname "$ROOT$DROPIN")"
+  printf '# Written by install.sh: the addresses edge.service may reach besides loopback.\n[Service]\nIPAddressAllow=%s\n' \
+    "$checked" >"$ROOT$DROPIN.tmp"
+  chmod 0644 "$ROOT$DROPIN.tmp"
+  mv -f "$ROOT$DROPIN.tmp" "$ROOT$DROPIN"
+  say "edge.service may reach: loopback $checked ($DROPIN)"
+}
+
 install_system() {
+  install_broker_allow
   if [ "$PACKAGED" -eq 0 ]; then
     install -D -m 0644 -o 0 -g 0 "$SRC/deploy/udev/99-edge-coral.rules" "$ROOT/etc/udev/rules.d/99-edge-coral.rules"
     install -D -m 0644 -o 0 -g 0 "$SRC/deploy/systemd/edge.service" "$ROOT/lib/systemd/system/edge.service"

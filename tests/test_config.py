@@ -82,3 +82,31 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
         config.load(write(tmp_path, "[device\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path / "absent.toml")
+
+
+def test_example_config_names_a_checkpoint_key_that_the_documented_command_makes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 11 item 20: a device set up from the example published no signed checkpoints.
+    import json
+    import shutil
+
+    from edge.audit import sign_checkpoint, verify_checkpoint
+    from edge.cli import main
+    from edge.watchlist.keys import load_signer
+
+    example = Path(__file__).resolve().parents[1] / "deploy/config/edge.toml.example"
+    shutil.copy(example, tmp_path / "edge.toml")
+    cfg = config.load(tmp_path / "edge.toml")
+    assert cfg.trust.signing_key == tmp_path / "keys" / "device.ed25519"
+    # The command the example's comment gives, run as written.
+    command = next(line.split("#", 1)[1].split() for line in example.read_text().splitlines()
+                   if "keys generate" in line)
+    argv = [a.replace("<device", "dev-0001").replace("id>", "") for a in command[1:]]
+    argv = [a for a in argv if a]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert main(argv) == 0
+    public = json.loads(capsys.readouterr().out)["public_key"]
+    statement = sign_checkpoint(load_signer(cfg.trust.signing_key), "dev-0001", 1, "0" * 64,
+                                "2026-12-02T00:00:00.000Z")
+    verify_checkpoint(statement, bytes.fromhex(public))

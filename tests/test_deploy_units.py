@@ -100,6 +100,11 @@ def test_unit_contract() -> None:
     assert one["UMask"] == "0077"
     assert set(one["RestrictAddressFamilies"].split()) == {
         "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
+    # Issue 11 item 20: IP to loopback only (install.sh's drop-in adds the broker), the
+    # /proc of its own processes only, and a memory ceiling.
+    assert d["IPAddressDeny"] == ["any"] and d["IPAddressAllow"] == ["localhost"]
+    assert one["ProcSubset"] == "pid" and one["ProtectProc"] == "invisible"
+    assert one["MemoryMax"].endswith("M") and 400 < int(one["MemoryMax"][:-1]) <= 1024
 
 
 PROBE = textwrap.dedent("""

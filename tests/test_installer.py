@@ -187,3 +187,59 @@ def test_refuses_a_source_without_firmware(tmp_path: Path) -> None:
     r = subprocess.run([str(INSTALL), "--root", str(tmp_path / "r"), "--source", str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "no firmware package" in r.stderr
+
+
+def test_provision_refuses_symlinks_and_copies_nothing(tmp_path: Path, provision: Path) -> None:
+    # Issue 11 item 20: run as root, install(1) follows a symlink and would copy what it
+    # points at (here a secret outside the folder) into /etc/edge as a key.
+    secret = tmp_path / "not-a-key"
+    secret.write_text("root's secret")
+    (provision / "keys" / "device.key").unlink()
+    (provision / "keys" / "device.key").symlink_to(secret)
+    tree = tmp_path / "root"
+    argv = [str(SOURCE[-1] / "deploy/install.sh"), "--source", str(SOURCE[-1]),
+            "--root", str(tree), "--provision", str(provision)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "refusing symlinks" in r.stderr, r.stdout + r.stderr
+    assert "device.key" in r.stderr
+    keys = tree / "etc/edge/keys"
+    assert not keys.exists() or not list(keys.iterdir())
+    assert not any(p.is_file() and p.read_bytes() == secret.read_bytes()
+                   for p in tree.rglob("*") if not p.is_symlink())
+
+
+DROPIN = "etc/systemd/system/edge.service.d/50-broker-address.conf"
+
+
+def test_broker_allow_list_is_written_from_the_config_or_the_option(
+        tmp_path: Path, provision: Path) -> None:
+    # The unit allows loopback only (IPAddressDeny=any); the broker comes from a drop-in.
+    (provision / "edge.toml").write_text('[broker]\nhost = "192.0.2.7"\n')
+    tree = tmp_path / "root"
+    first = run_install(tree, "--provision", str(provision))
+    assert (tree / DROPIN).read_text().splitlines()[-2:] == ["[Service]", "IPAddressAllow=192.0.2.7/32"]
+    assert "may reach: loopback 192.0.2.7/32" in first.stdout
+    expect(tree, DROPIN, 0o644, 0, 0)
+    # The option wins, and prefixes are normalised.
+    run_install(tree, "--broker-allow", "198.51.100.9, 2001:db8::/48,10.1.2.3/8")
+    assert (tree / DROPIN).read_text().splitlines()[-1] == \
+        "IPAddressAllow=198.51.100.9/32 2001:db8::/48 10.0.0.0/8"
+    # A host name cannot be resolved for an image (--root): the existing list stays.
+    (tree / "etc/edge/edge.toml").write_text('[broker]\nhost = "broker.example.org"\n')
+    run_install(tree)
+    assert (tree / DROPIN).read_text().splitlines()[-1].startswith("IPAddressAllow=198.51.100.9/32")
+
+
+def test_broker_allow_refuses_what_is_not_an_address(tmp_path: Path) -> None:
+    argv = [str(SOURCE[-1] / "deploy/install.sh"), "--source", str(SOURCE[-1]),
+            "--root", str(tmp_path / "root"), "--broker-allow", "broker.example.org"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "not IP addresses or prefixes" in r.stderr, r.stdout + r.stderr
+    assert not (tmp_path / "root" / DROPIN).exists()
+
+
+def test_without_a_broker_address_the_installer_says_the_service_reaches_loopback_only(
+        tmp_path: Path) -> None:
+    r = run_install(tmp_path / "root")  # the example config names a host, unresolvable for --root
+    assert "loopback only" in r.stdout and "--broker-allow" in r.stdout
+    assert not (tmp_path / "root" / DROPIN).exists()

@@ -65,8 +65,13 @@ def generate(kind: str, name: str, path: Path) -> PublicKeyFile:
         if p.exists():
             raise ConfigError("keys.out", f"{p} exists; refusing to overwrite a key")
     body = {**pub.to_json(), "private_key": secret.hex()}
-    _write_exclusive(path, json.dumps(body, indent=1).encode(), 0o600)
-    _write_exclusive(pub_path, json.dumps(pub.to_json(), indent=1).encode(), 0o644)
+    try:
+        # A provisioning folder's keys/ may not exist yet; made private like the key.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_exclusive(path, json.dumps(body, indent=1).encode(), 0o600)
+        _write_exclusive(pub_path, json.dumps(pub.to_json(), indent=1).encode(), 0o644)
+    except OSError as e:
+        raise ConfigError("keys.out", f"cannot write {path}: {e.strerror or e}") from e
     return pub
 
 
