@@ -10,10 +10,12 @@ OUT=/root/out
 SIM=/var/lib/edge-sim
 PORT=18883
 TESTS_PERCEPTION="test_detector.py test_embedder.py test_align.py test_runtime.py test_quality.py
-  test_tiling.py test_manifest.py test_edgetpu.py test_stack.py"
+  test_tiling.py test_manifest.py test_edgetpu.py test_stack.py test_recognisers.py
+  test_landmarks.py test_pick.py test_image_bomb.py"
 TESTS_BUNDLE="test_bundle_refusals.py test_bundle_store.py test_verify.py test_envelope.py
-  test_order.py test_trust_rotation.py"
-TESTS_PIPELINE="test_track.py test_matcher.py test_motion.py test_sources.py test_selftest.py"
+  test_order.py test_trust_rotation.py test_order_replay.py test_trust_state.py"
+TESTS_PIPELINE="test_track.py test_matcher.py test_motion.py test_sources.py test_selftest.py
+  test_recognizer.py test_operating_point.py"
 mkdir -p "$OUT"
 rc=0
 step() { printf '\n=== %s\n' "$*"; }

@@ -68,6 +68,21 @@ def test_lines(out: Path) -> tuple[list[str], bool]:
     return lines, ok and bool(lines)
 
 
+def procsubset(out: Path) -> bool:
+    """edge.service's ProcSubset=pid hides /proc/cpuinfo: the same faces without it?"""
+    full, hidden = out / "embed-full-proc-aarch64", out / "embed-procsubset-aarch64"
+    print("without /proc/cpuinfo (ProcSubset=pid), float32, arm64 against arm64 with it:")
+    lines, worst = compare(load(hidden.with_suffix(".json")), load(full.with_suffix(".json")))
+    print("\n".join(line.replace("x86-64", "with cpuinfo") for line in lines))
+    secs = [float(p.with_suffix(".seconds").read_text()) for p in (hidden, full)]
+    print(f"  edge embed took {secs[0]:.1f} s without /proc/cpuinfo, {secs[1]:.1f} s with it "
+          f"(x{secs[0] / secs[1]:.2f}; emulated, so a ratio only)")
+    noise = [x for x in hidden.with_suffix(".stderr").read_text().splitlines()
+             if re.search(r"cpuinfo|xnnpack|error", x, re.I)]
+    print("  stderr: " + ("; ".join(noise[:5]) if noise else "nothing about cpuinfo or XNNPACK"))
+    return worst >= FLOAT_COSINE_MIN
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
@@ -99,13 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(lines))
         if variant == "float32":
             worst_float = worst
+    procsubset_ok = procsubset(out)
     tlines, tests_ok = test_lines(out)
     print("tests inside the root:")
     print("\n".join(tlines))
     float_ok = worst_float >= FLOAT_COSINE_MIN
     if not float_ok:
         print(f"FAIL: float embeddings differ (worst cosine {worst_float:.6f} < {FLOAT_COSINE_MIN})")
-    verdict = ok and tests_ok and float_ok
+    verdict = ok and tests_ok and float_ok and procsubset_ok
     print("pi-check: " + ("PASSED" if verdict else "FAILED"))
     return 0 if verdict else 1
 
