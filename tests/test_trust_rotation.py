@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from edge.authority.build import trust_document
@@ -15,7 +13,6 @@ from edge.errors import (
     UntrustedKeyError,
 )
 from edge.watchlist.envelope import Envelope
-from edge.watchlist.state import install_trust
 from edge.watchlist.trust import (
     TrustRoot,
     load_pinned,
@@ -123,18 +120,3 @@ def test_pinned_root_must_be_self_signed_and_well_formed() -> None:
         parse_structure(bad.sign(OLD).encode())
     with pytest.raises(ThresholdError):  # the name devices call never skips signatures
         parse_trust(doc.encode())
-
-
-def test_install_trust_writes_only_an_accepted_rotation(tmp_path: Path) -> None:
-    w = World()
-    path = tmp_path / "trust.bin"
-    first = _doc(1, {"old": pub(OLD)}, 1, w).sign(OLD).encode()
-    path.write_bytes(first)
-    v1 = load_pinned(path.read_bytes())
-    v2 = _doc(2, {"new": pub(NEW)}, 1, w)
-    with pytest.raises(TrustError):
-        install_trust(path, v1, v2.sign(NEW).encode())
-    assert path.read_bytes() == first
-    good = v2.sign(OLD).sign(NEW).encode()
-    assert install_trust(path, v1, good).version == 2
-    assert path.read_bytes() == good

@@ -252,14 +252,3 @@ class TrustStore:
             except OSError as exc:
                 raise StateError(f"cannot write {self.dir / TRUST_STATE_FILE}: {exc}") from exc
         return new
-
-
-def install_trust(path: Path, current: TrustRoot, data: bytes) -> TrustRoot:
-    """Rotate the on-disk root of trust to ``data`` if ``current`` and it agree."""
-    new = rotate(current, data)
-    if new is not current:
-        try:
-            atomic_write(path, data, mode=0o644)
-        except OSError as exc:
-            raise StateError(f"cannot write {path}: {exc}") from exc
-    return new
