@@ -185,6 +185,36 @@ def test_a_corrupt_outbox_refuses_the_start_before_anything_is_audited(
     assert sorted((p.name, p.read_bytes()) for p in log_dir.iterdir()) == before
 
 
+def test_a_start_refused_by_a_model_or_the_config_audits_nothing(
+        provisioned: Provisioned, tmp_path: Path) -> None:
+    """Item 5: a bad model file or key used to append `start` on every refused restart."""
+    import shutil
+
+    from edge.errors import EdgeError
+    from edge.perception.manifest import load_manifest
+    from tests.test_wiring import MODELS
+
+    dev = build(provisioned, tmp_path)
+    close_device(dev, NOW, "test over")
+    log_dir = tmp_path / "state" / "audit"
+    before = sorted((p.name, p.read_bytes()) for p in log_dir.iterdir())
+    models = tmp_path / "models"
+    shutil.copytree(MODELS, models)
+    emb = load_manifest(models).variant(dev.cfg.models.embedder, "float32")
+    with (models / emb.file).open("r+b") as fh:  # one flipped byte: the hash check refuses it
+        fh.seek(4096)
+        b = fh.read(1)
+        fh.seek(4096)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    (tmp_path / "not-a-key").write_text("{}")
+    for sections in ({"models": {"dir": str(models)}},
+                     {"trust": {"signing_key": str(tmp_path / "not-a-key")}}):
+        for _ in range(2):
+            with pytest.raises(EdgeError):
+                build(provisioned, tmp_path, **sections)
+    assert sorted((p.name, p.read_bytes()) for p in log_dir.iterdir()) == before
+
+
 def test_an_expired_entry_leaves_the_matcher_and_is_audited(provisioned: Provisioned,
                                                             tmp_path: Path) -> None:
     """Item 1: the matcher used to be rebuilt only at start and on a bundle install."""

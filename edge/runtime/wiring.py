@@ -111,19 +111,9 @@ def audit_order(audit: AuditLog, watch: ActiveWatchlist, now: datetime) -> None:
 
 def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: MessageHandler,
                  on_ack: Callable[[int], None], delegate_loader: DelegateLoader | None = None) -> Device:
-    now = clock()
-    state_dir = cfg.state.dir
-    state_dir.mkdir(parents=True, exist_ok=True)
-    # The outbox first: a corrupt one refuses the start before anything is audited, so a
-    # restart loop does not fill the log (``edge outbox quarantine`` moves it aside).
-    outbox = Outbox(state_dir / "outbox.sqlite3", cfg.outbox.max_events, cfg.outbox.max_bytes)
-    try:
-        audit = AuditLog.open(state_dir / "audit", cfg.device.id, now)
-        audit_records.start(audit, now, device_id=cfg.device.id, software_version=__version__)
-    except BaseException:
-        outbox.close()
-        raise
-
+    # Everything that can refuse the start comes before the `start` record, so a refused
+    # restart (every RestartSec=) does not fill the audit log: the models and the
+    # checkpoint key, then the outbox (``edge outbox quarantine`` moves a corrupt one aside).
     mc = cfg.models
     manifest = load_manifest(mc.dir)
     loader = delegate_loader or (default_delegate_loader if mc.edgetpu else _refusing_loader)
@@ -135,14 +125,27 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     embedder = ManifestEmbedder.from_models_dir(
         manifest.models_dir, variant=_variant(mc.embedder_variant), family=mc.embedder,
         delegate_loader=loader, num_threads=mc.threads)
+    signing_key = load_signer(cfg.trust.signing_key) if cfg.trust.signing_key else None
     trust = admit_trust(cfg)
-    if trust.refused is not None:
-        audit_records.trust_refused(audit, now, reason=trust.refused[:250], kept_version=trust.root.version,
-                                    kept_sha256=trust.root.content_sha256)
     ctx = device_context(cfg, manifest, trust.root)
     rec = recogniser(manifest, mc.embedder, embedder.variant)
     watch = active_from_config(cfg, ctx, rec)  # refuses a config threshold below the floor
     watch.trust_refused = trust.refused
+
+    now = clock()
+    state_dir = cfg.state.dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    outbox = Outbox(state_dir / "outbox.sqlite3", cfg.outbox.max_events, cfg.outbox.max_bytes)
+    try:
+        audit = AuditLog.open(state_dir / "audit", cfg.device.id, now)
+        audit_records.start(audit, now, device_id=cfg.device.id, software_version=__version__)
+    except BaseException:
+        outbox.close()
+        raise
+
+    if trust.refused is not None:
+        audit_records.trust_refused(audit, now, reason=trust.refused[:250], kept_version=trust.root.version,
+                                    kept_sha256=trust.root.content_sha256)
     watch.load(now)
     audit_order(audit, watch, now)
     ledger = Ledger(state_dir, audit, cfg.device.id, watch.order)
@@ -153,7 +156,6 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
         log.warning("%d alert(s) recorded at start that a power cut had left unrecorded", replayed)
     if watch.active is not None:
         ledger.set_watchlist_size(len(watch.active.matcher))
-    signing_key = load_signer(cfg.trust.signing_key) if cfg.trust.signing_key else None
 
     finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
     tc = cfg.tracking
