@@ -83,7 +83,8 @@ def local_broker(work: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
         stop_mosquitto(proc)
 
 
-def _tool(*argv: str) -> None:
+def edge_tool(*argv: str) -> None:
+    """``edge ARGV`` in this process; a non-zero exit is an ``EdgeError``."""
     # The tools print JSON receipts for scripts; the demo shows only what matters.
     with contextlib.redirect_stdout(io.StringIO()):
         rc = edge_main(list(argv))
@@ -120,17 +121,17 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
     central.mkdir(exist_ok=True)
     signer, device_key = central / "authority.ed25519", keys / "device.x25519"
     if not signer.exists():
-        _tool("keys", "generate", "--kind", "signer", "--name", "authority", "--out", str(signer))
+        edge_tool("keys", "generate", "--kind", "signer", "--name", "authority", "--out", str(signer))
     if not device_key.exists():
-        _tool("keys", "generate", "--kind", "device", "--name", device_id, "--out", str(device_key))
+        edge_tool("keys", "generate", "--kind", "device", "--name", device_id, "--out", str(device_key))
     device_signer = keys / "device.ed25519"  # signs the audit checkpoints
     if not device_signer.exists():
-        _tool("keys", "generate", "--kind", "signer", "--name", f"{device_id}-audit", "--out",
-              str(device_signer))
+        edge_tool("keys", "generate", "--kind", "signer", "--name", f"{device_id}-audit", "--out",
+                  str(device_signer))
     trust = keys / "trust.json"
-    _tool("trust", "init", "--key", f"{signer}.pub", "--role", "trust=authority",
-          "--role", "watchlist=authority", "--role", "order=authority", "--out", str(trust))
-    _tool("trust", "sign", "--key", str(signer), str(trust))
+    edge_tool("trust", "init", "--key", f"{signer}.pub", "--role", "trust=authority",
+              "--role", "watchlist=authority", "--role", "order=authority", "--out", str(trust))
+    edge_tool("trust", "sign", "--key", str(signer), str(trust))
 
     enrol = central / "enrolment"
     enrol.mkdir(exist_ok=True)
@@ -149,11 +150,12 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
     manifest = load_manifest(ROOT / "models")
     if threshold is None:
         threshold = embedder_floor(manifest)
-    _tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
-          "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
-          str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
-          "--valid-days", "7", "--out", str(bundle), "--now", iso_utc(now - timedelta(minutes=5), "seconds"))
-    _tool("bundle", "sign", "--key", str(signer), str(bundle))
+    edge_tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
+              "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
+              str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
+              "--valid-days", "7", "--out", str(bundle),
+              "--now", iso_utc(now - timedelta(minutes=5), "seconds"))
+    edge_tool("bundle", "sign", "--key", str(signer), str(bundle))
 
     order_doc = {
         "order_id": "ORD-DEMO-1", "issuer": "Demo Authority",
@@ -171,14 +173,14 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         order_doc["false_alert_budget"] = false_alert_budget
     (central / "order.json").write_text(json.dumps(order_doc, indent=1))
     order = keys / "order.bin"
-    _tool("order", "sign", "--key", str(signer), "--out", str(order), str(central / "order.json"))
+    edge_tool("order", "sign", "--key", str(signer), "--out", str(order), str(central / "order.json"))
 
     scene_dir = work / "scene"
     scene = scene_dir / "scene.json"
     # Listed people walk at or above the card's reliable width (``scenario`` may override it).
     listed_min = math.ceil(reliable_width(manifest) * LISTED_MARGIN)
-    _tool("scenario", "--out", str(scene_dir), *(() if video else ("--no-video",)), "--faces",
-          str(testdata), "--listed-min", str(listed_min), *scenario)
+    edge_tool("scenario", "--out", str(scene_dir), *(() if video else ("--no-video",)), "--faces",
+              str(testdata), "--listed-min", str(listed_min), *scenario)
     # A video file is what a device's decoder sees; the scenario source re-renders
     # the frames in memory instead (faster to set up, no compression).
     kind, target = ("file", scene_dir / "scene.mp4") if video else ("scenario", scene)

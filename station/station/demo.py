@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -25,22 +24,13 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.cli import main as edge_main
-from edge.errors import EdgeError
 from edge.scenario.broker import free_port
-from edge.scenario.demo import ROOT, local_broker, prepare, stop_child
+from edge.scenario.demo import ROOT, edge_tool, local_broker, prepare, stop_child
 from edge.scenario.render import watchlisted_passes
 from station.cli import add_user, open_store
 from station.config import load
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
-
-
-def _tool(*argv: str) -> None:
-    with contextlib.redirect_stdout(io.StringIO()):
-        rc = edge_main(list(argv))
-    if rc != 0:
-        raise EdgeError(f"`edge {' '.join(argv)}` failed ({rc})")
 
 
 def _station_config(work: Path, broker_port: int, http_port: int) -> Path:
@@ -90,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load(cfg_path)
     key = add_user(cfg, DEMO_USER, "supervisor", DEMO_PASSWORD)
     # The authority lists the operator's review key in the device's trust root.
-    _tool("trust", "init", "--key", f"{dep.signer}.pub", "--key", f"{key}.pub", "--role", "trust=authority",
-          "--role", "watchlist=authority", "--role", "order=authority", "--role", f"review={DEMO_USER}",
-          "--out", str(dep.trust))
-    _tool("trust", "sign", "--key", str(dep.signer), str(dep.trust))
+    edge_tool("trust", "init", "--key", f"{dep.signer}.pub", "--key", f"{key}.pub",
+              "--role", "trust=authority", "--role", "watchlist=authority", "--role", "order=authority",
+              "--role", f"review={DEMO_USER}", "--out", str(dep.trust))
+    edge_tool("trust", "sign", "--key", str(dep.signer), str(dep.trust))
     expected = len(watchlisted_passes(json.loads(dep.scene.read_text())))
     print(f"demo: scene of {args.seconds} s; {expected} watchlisted passes should alert", flush=True)
     py = sys.executable
