@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,6 +101,30 @@ def stop_child(proc: subprocess.Popen[bytes], sig: int, wait_s: float) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def run_device(config: Path, port: int, *, settle_s: float,
+               then: Callable[[], None] = lambda: None) -> int:
+    """``edge run`` on ``config`` beside ``edge alerts`` on the local broker at ``port``.
+
+    When the run ends, waits ``settle_s`` for the last alerts to arrive, then calls
+    ``then``; Ctrl-C stops the run. The exit status: 0 when the run ended by itself or
+    by SIGTERM, else the run's.
+    """
+    edge = [sys.executable, "-m", "edge"]
+    alerts = subprocess.Popen([*edge, "alerts", "--port", str(port), "--prefix", "edge"])
+    run = subprocess.Popen([*edge, "run", "--config", str(config)])
+    try:
+        run.wait()
+        time.sleep(settle_s)
+        then()
+    except KeyboardInterrupt:
+        print("\ndemo: stopping", flush=True)
+        run.send_signal(signal.SIGTERM)  # a no-op when the run has already ended
+        run.wait(30)
+    finally:
+        stop_child(alerts, signal.SIGINT, 5)
+    return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
 
 
 def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo",
@@ -233,21 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   scenario=("--seconds", str(args.seconds), "--seed", "7"))
     expected = len(watchlisted_passes(json.loads(dep.scene.read_text())))
     print(f"demo: scene of {args.seconds} s; {expected} watchlisted passes should alert", flush=True)
-    edge = [sys.executable, "-m", "edge"]
     with local_broker(args.work, port):
-        alerts = subprocess.Popen([*edge, "alerts", "--port", str(port), "--prefix", "edge"])
-        run = subprocess.Popen([*edge, "run", "--config", str(dep.config)])
-        try:
-            run.wait()
-            time.sleep(1.0)
-        except KeyboardInterrupt:
-            print("\ndemo: stopping", flush=True)
-            run.send_signal(signal.SIGTERM)
-            run.wait(30)
-        finally:
-            stop_child(alerts, signal.SIGINT, 5)
+        rc = run_device(dep.config, port, settle_s=1.0)
     print(f"demo: done; audit log: .venv/bin/edge audit verify --dir {dep.state / 'audit'}")
-    return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
+    return rc
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge.scenario.broker import free_port
-from edge.scenario.demo import ROOT, edge_tool, local_broker, prepare, stop_child
+from edge.scenario.demo import ROOT, edge_tool, local_broker, prepare, run_device, stop_child
 from edge.scenario.render import watchlisted_passes
 from station.cli import add_user, open_store
 from station.config import load
@@ -94,11 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = f"http://127.0.0.1:{http_port}"
         _wait_http(url + "/healthz", station)
         print(f"demo: station at {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})", flush=True)
-        alerts = subprocess.Popen([py, "-m", "edge", "alerts", "--port", str(port), "--prefix", "edge"])
-        run = subprocess.Popen([py, "-m", "edge", "run", "--config", str(dep.config)])
-        try:
-            run.wait()
-            time.sleep(2.0)
+
+        def review() -> None:
             store = open_store(cfg)
             queue = store.queue(limit=1000)
             n = sum(len(i["sightings"]) for i in queue)
@@ -107,15 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.keep:
                 print(f"demo: review them at {url}/ ; Ctrl-C stops the station", flush=True)
                 station.wait()
-        except KeyboardInterrupt:
-            print("\ndemo: stopping", flush=True)
-            if run.poll() is None:
-                run.send_signal(signal.SIGTERM)
-                run.wait(30)
+
+        try:
+            return run_device(dep.config, port, settle_s=2.0, then=review)
         finally:
-            stop_child(alerts, signal.SIGINT, 5)
             stop_child(station, signal.SIGTERM, 10)
-    return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
 
 
 if __name__ == "__main__":
