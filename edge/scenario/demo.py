@@ -242,12 +242,17 @@ tls = false
     return Deployment(work, config, scene, state, trust, signer, device_key, bundle, order, subjects)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="edge.scenario.demo", description=__doc__)
+def add_demo_arguments(ap: argparse.ArgumentParser) -> None:
+    """The demos' ``--work`` folder, ``--testdata`` faces and scene ``--seconds``."""
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "run")
     ap.add_argument("--testdata", type=Path,
                     default=Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata")))
     ap.add_argument("--seconds", type=int, default=40)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edge.scenario.demo", description=__doc__)
+    add_demo_arguments(ap)
     args = ap.parse_args(argv)
     if args.work.exists():
         shutil.rmtree(args.work)

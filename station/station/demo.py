@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge.scenario.broker import free_port
-from edge.scenario.demo import ROOT, edge_tool, local_broker, prepare, run_device, stop_child
+from edge.scenario.demo import (
+    add_demo_arguments,
+    edge_tool,
+    local_broker,
+    prepare,
+    run_device,
+    stop_child,
+)
 from edge.scenario.render import watchlisted_passes
 from station.cli import add_user, open_store
 from station.config import load
@@ -61,10 +67,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="station.demo", description=__doc__)
-    ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "run")
-    ap.add_argument("--testdata", type=Path,
-                    default=Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata")))
-    ap.add_argument("--seconds", type=int, default=40)
+    add_demo_arguments(ap)
     ap.add_argument("--keep", action=argparse.BooleanOptionalAction, default=sys.stdin.isatty(),
                     help="keep the station up after the scene until Ctrl-C (default: on a terminal)")
     args = ap.parse_args(argv)
