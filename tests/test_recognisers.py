@@ -50,7 +50,9 @@ def test_same_person_scores_above_different_people(analyzer: FaceAnalyzer,
     others = {n: best(n) for n in OTHERS_ONE_FACE}
     t1 = analyzer.analyze(load_image(testdata / "t1.jpg"))
     assert len(t1) == 6
-    others.update({f"t1[{i}]": f.embedding for i, f in enumerate(t1) if f.embedding is not None})
+    for i, f in enumerate(t1):
+        assert f.embedding is not None
+        others[f"t1[{i}]"] = f.embedding
     genuine = [float(a @ b) for a, b in itertools.combinations(obama, 2)]
     impostor = {f"{o}/{n}": float(obama[i] @ e) for i, o in enumerate(OBAMA)
                 for n, e in others.items()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from edge.perception.imageio import load_image
 from edge.perception.pick import main_index, rival_index
 from edge.perception.types import Face, RGBImage
 from edge.watchlist import canonical
-from edge.watchlist.bundle import CATEGORIES
+from edge.watchlist.bundle import CATEGORIES, EntryMetadata
 
 REQUIRED = ("image", "subject_ref", "category", "authority_ref", "image_source", "image_date",
             "expires_at")
@@ -43,17 +43,11 @@ class Analyzer(Protocol):
 
 
 @dataclass(frozen=True)
-class Row:
+class Row(EntryMetadata):
+    """One CSV row: an entry's metadata, the image to enrol and the line it stands on."""
+
     line: int
     image: str
-    subject_ref: str
-    category: str
-    authority_ref: str
-    offence_code: str | None
-    image_source: str
-    image_date: date
-    added_at: datetime
-    expires_at: datetime
 
     def metadata(self) -> tuple[object, ...]:
         return (self.category, self.authority_ref, self.offence_code, self.image_source,

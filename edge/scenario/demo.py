@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,7 +83,8 @@ def local_broker(work: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
         stop_mosquitto(proc)
 
 
-def _tool(*argv: str) -> None:
+def edge_tool(*argv: str) -> None:
+    """``edge ARGV`` in this process; a non-zero exit is an ``EdgeError``."""
     # The tools print JSON receipts for scripts; the demo shows only what matters.
     with contextlib.redirect_stdout(io.StringIO()):
         rc = edge_main(list(argv))
@@ -100,6 +101,30 @@ def stop_child(proc: subprocess.Popen[bytes], sig: int, wait_s: float) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def run_device(config: Path, port: int, *, settle_s: float,
+               then: Callable[[], None] = lambda: None) -> int:
+    """``edge run`` on ``config`` beside ``edge alerts`` on the local broker at ``port``.
+
+    When the run ends, waits ``settle_s`` for the last alerts to arrive, then calls
+    ``then``; Ctrl-C stops the run. The exit status: 0 when the run ended by itself or
+    by SIGTERM, else the run's.
+    """
+    edge = [sys.executable, "-m", "edge"]
+    alerts = subprocess.Popen([*edge, "alerts", "--port", str(port), "--prefix", "edge"])
+    run = subprocess.Popen([*edge, "run", "--config", str(config)])
+    try:
+        run.wait()
+        time.sleep(settle_s)
+        then()
+    except KeyboardInterrupt:
+        print("\ndemo: stopping", flush=True)
+        run.send_signal(signal.SIGTERM)  # a no-op when the run has already ended
+        run.wait(30)
+    finally:
+        stop_child(alerts, signal.SIGINT, 5)
+    return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
 
 
 def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo",
@@ -120,17 +145,17 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
     central.mkdir(exist_ok=True)
     signer, device_key = central / "authority.ed25519", keys / "device.x25519"
     if not signer.exists():
-        _tool("keys", "generate", "--kind", "signer", "--name", "authority", "--out", str(signer))
+        edge_tool("keys", "generate", "--kind", "signer", "--name", "authority", "--out", str(signer))
     if not device_key.exists():
-        _tool("keys", "generate", "--kind", "device", "--name", device_id, "--out", str(device_key))
+        edge_tool("keys", "generate", "--kind", "device", "--name", device_id, "--out", str(device_key))
     device_signer = keys / "device.ed25519"  # signs the audit checkpoints
     if not device_signer.exists():
-        _tool("keys", "generate", "--kind", "signer", "--name", f"{device_id}-audit", "--out",
-              str(device_signer))
+        edge_tool("keys", "generate", "--kind", "signer", "--name", f"{device_id}-audit", "--out",
+                  str(device_signer))
     trust = keys / "trust.json"
-    _tool("trust", "init", "--key", f"{signer}.pub", "--role", "trust=authority",
-          "--role", "watchlist=authority", "--role", "order=authority", "--out", str(trust))
-    _tool("trust", "sign", "--key", str(signer), str(trust))
+    edge_tool("trust", "init", "--key", f"{signer}.pub", "--role", "trust=authority",
+              "--role", "watchlist=authority", "--role", "order=authority", "--out", str(trust))
+    edge_tool("trust", "sign", "--key", str(signer), str(trust))
 
     enrol = central / "enrolment"
     enrol.mkdir(exist_ok=True)
@@ -149,11 +174,12 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
     manifest = load_manifest(ROOT / "models")
     if threshold is None:
         threshold = embedder_floor(manifest)
-    _tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
-          "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
-          str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
-          "--valid-days", "7", "--out", str(bundle), "--now", iso_utc(now - timedelta(minutes=5), "seconds"))
-    _tool("bundle", "sign", "--key", str(signer), str(bundle))
+    edge_tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
+              "--device", f"{device_id}={device_key}.pub", "--fleet", "demo-fleet", "--version",
+              str(int(now.timestamp())), "--issuer", "Demo Authority", "--threshold", str(threshold),
+              "--valid-days", "7", "--out", str(bundle),
+              "--now", iso_utc(now - timedelta(minutes=5), "seconds"))
+    edge_tool("bundle", "sign", "--key", str(signer), str(bundle))
 
     order_doc = {
         "order_id": "ORD-DEMO-1", "issuer": "Demo Authority",
@@ -171,14 +197,14 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         order_doc["false_alert_budget"] = false_alert_budget
     (central / "order.json").write_text(json.dumps(order_doc, indent=1))
     order = keys / "order.bin"
-    _tool("order", "sign", "--key", str(signer), "--out", str(order), str(central / "order.json"))
+    edge_tool("order", "sign", "--key", str(signer), "--out", str(order), str(central / "order.json"))
 
     scene_dir = work / "scene"
     scene = scene_dir / "scene.json"
     # Listed people walk at or above the card's reliable width (``scenario`` may override it).
     listed_min = math.ceil(reliable_width(manifest) * LISTED_MARGIN)
-    _tool("scenario", "--out", str(scene_dir), *(() if video else ("--no-video",)), "--faces",
-          str(testdata), "--listed-min", str(listed_min), *scenario)
+    edge_tool("scenario", "--out", str(scene_dir), *(() if video else ("--no-video",)), "--faces",
+              str(testdata), "--listed-min", str(listed_min), *scenario)
     # A video file is what a device's decoder sees; the scenario source re-renders
     # the frames in memory instead (faster to set up, no compression).
     kind, target = ("file", scene_dir / "scene.mp4") if video else ("scenario", scene)
@@ -216,12 +242,17 @@ tls = false
     return Deployment(work, config, scene, state, trust, signer, device_key, bundle, order, subjects)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="edge.scenario.demo", description=__doc__)
+def add_demo_arguments(ap: argparse.ArgumentParser) -> None:
+    """The demos' ``--work`` folder, ``--testdata`` faces and scene ``--seconds``."""
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "run")
     ap.add_argument("--testdata", type=Path,
                     default=Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata")))
     ap.add_argument("--seconds", type=int, default=40)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edge.scenario.demo", description=__doc__)
+    add_demo_arguments(ap)
     args = ap.parse_args(argv)
     if args.work.exists():
         shutil.rmtree(args.work)
@@ -231,21 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   scenario=("--seconds", str(args.seconds), "--seed", "7"))
     expected = len(watchlisted_passes(json.loads(dep.scene.read_text())))
     print(f"demo: scene of {args.seconds} s; {expected} watchlisted passes should alert", flush=True)
-    edge = [sys.executable, "-m", "edge"]
     with local_broker(args.work, port):
-        alerts = subprocess.Popen([*edge, "alerts", "--port", str(port), "--prefix", "edge"])
-        run = subprocess.Popen([*edge, "run", "--config", str(dep.config)])
-        try:
-            run.wait()
-            time.sleep(1.0)
-        except KeyboardInterrupt:
-            print("\ndemo: stopping", flush=True)
-            run.send_signal(signal.SIGTERM)
-            run.wait(30)
-        finally:
-            stop_child(alerts, signal.SIGINT, 5)
+        rc = run_device(dep.config, port, settle_s=1.0)
     print(f"demo: done; audit log: .venv/bin/edge audit verify --dir {dep.state / 'audit'}")
-    return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
+    return rc
 
 
 if __name__ == "__main__":

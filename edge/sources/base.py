@@ -13,6 +13,7 @@ import dataclasses
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -178,6 +179,42 @@ class ThreadedCapture:
         self._stop.set()
         if self._started and threading.current_thread() is not self._thread:
             self._thread.join(join_timeout)
+
+
+class LiveSource(ABC):
+    """A camera or stream read by ``_frames`` until closed, through ``_thread`` when threaded.
+
+    A subclass sets ``_closed`` (False) and ``_thread`` (a :class:`ThreadedCapture` over
+    ``_frames``, or None to read on the consumer's thread) when it opens the device, and
+    hands the device back in ``_release``, which ``close`` calls once, after stopping the thread.
+    """
+
+    _closed: bool
+    _thread: ThreadedCapture | None
+
+    @abstractmethod
+    def _frames(self) -> Iterator[Frame]: ...
+
+    @abstractmethod
+    def _release(self) -> None: ...
+
+    @property
+    def dropped(self) -> int:
+        return self._thread.buffer.dropped if self._thread is not None else 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            yield from (self._thread.frames() if self._thread is not None else self._frames())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._thread.stop()
+        self._release()
 
 
 class EndOfSource(Exception):  # noqa: N818 - a signal, not an error

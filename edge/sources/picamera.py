@@ -18,10 +18,10 @@ import numpy as np
 
 from edge.errors import CameraError, CameraStackError
 from edge.perception.types import Frame
-from edge.sources.base import ThreadedCapture, utc_now
+from edge.sources.base import LiveSource, ThreadedCapture, utc_now
 
 
-class PiCameraSource:
+class PiCameraSource(LiveSource):
     """Capture thread over ``Picamera2.capture_request()``; drops oldest when behind."""
 
     def __init__(
@@ -75,10 +75,6 @@ class PiCameraSource:
         self._thread = ThreadedCapture(self._frames, f"picamera{camera_num}", buffer_size) \
             if threaded else None
 
-    @property
-    def dropped(self) -> int:
-        return self._thread.buffer.dropped if self._thread is not None else 0
-
     def _frames(self) -> Iterator[Frame]:
         index = 0
         lw, lh = self.lores_size
@@ -97,18 +93,7 @@ class PiCameraSource:
                         ts=sensor_ns / 1e9, image=rgb, lores=grey)
             index += 1
 
-    def __iter__(self) -> Iterator[Frame]:
-        try:
-            yield from (self._thread.frames() if self._thread is not None else self._frames())
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._thread.stop()
+    def _release(self) -> None:
         try:
             self._cam.stop()
             self._cam.close()

@@ -21,7 +21,14 @@ import numpy.typing as npt
 from edge.backoff import backoff_delay
 from edge.errors import CameraError
 from edge.perception.types import Frame, RGBImage
-from edge.sources.base import EndOfSource, Pacer, ThreadedCapture, TimelineSource, utc_now
+from edge.sources.base import (
+    EndOfSource,
+    LiveSource,
+    Pacer,
+    ThreadedCapture,
+    TimelineSource,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +133,7 @@ def redact(url: str) -> str:
     return url
 
 
-class StreamSource:
+class StreamSource(LiveSource):
     """A live RTSP/HTTP stream or V4L2 device, reconnecting with backoff when lost.
 
     The first open must succeed (a wrong URL is a configuration error, raised at
@@ -172,10 +179,6 @@ class StreamSource:
         self.fps = float(reported) if reported and np.isfinite(reported) else 0.0  # 0: unknown
         self._thread = ThreadedCapture(self._frames, f"capture:{redact(url)}", buffer_size) \
             if threaded else None
-
-    @property
-    def dropped(self) -> int:
-        return self._thread.buffer.dropped if self._thread is not None else 0
 
     def _open(self) -> Capture | None:
         try:
@@ -231,21 +234,7 @@ class StreamSource:
                         image=bgr_to_rgb(bgr))
             index += 1
 
-    def __iter__(self) -> Iterator[Frame]:
-        try:
-            if self._thread is not None:
-                yield from self._thread.frames()
-            else:
-                yield from self._frames()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._thread.stop()
+    def _release(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None

@@ -90,7 +90,9 @@ class StateRecord:
 
 
 @dataclass(frozen=True)
-class Entry:
+class EntryMetadata:
+    """What the authority states of one watchlisted subject: all of an entry but its templates."""
+
     subject_ref: str
     category: str
     authority_ref: str
@@ -99,6 +101,10 @@ class Entry:
     image_date: date
     added_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Entry(EntryMetadata):
     template_count: int
 
 

@@ -251,38 +251,23 @@ def verify_bundle(
 ) -> VerifiedBundle:
     """Verify, then decrypt. Raises only ``SignedDocumentError`` subclasses, whatever the bytes."""
     try:
-        return _verify(data, trust, device, now, expected_model, threshold_floor, last,
-                       device_key, limits)
+        env = decode(data, max_header=limits.max_header_bytes, max_body=limits.max_body_bytes,
+                     expect=BUNDLE_TYPE)
+        signers = trust.verify(env, "watchlist")
+        header = parse_header(env)
+        content = env.content_sha256()
+        clock_trusted = _check_state(header, content, now, last)
+        _check_claims(header, now, device, expected_model, threshold_floor, clock_trusted)
+        entries, ciphertext = parse_entries(env, header, limits)
+        templates = decrypt_templates(header, ciphertext, device, device_key)
+        offsets = np.zeros(len(entries) + 1, dtype=np.int64)
+        np.cumsum([e.template_count for e in entries], out=offsets[1:])
+        return VerifiedBundle(header, entries, templates, offsets, content, signers, clock_trusted)
     except SignedDocumentError:
         raise
     except (ValueError, TypeError, OverflowError, MemoryError, RecursionError) as exc:
         # A guard, not the error model: any parser gap still surfaces typed.
         raise MalformedError(f"bundle could not be parsed: {exc}") from exc
-
-
-def _verify(
-    data: bytes,
-    trust: TrustRoot,
-    device: DeviceIdentity,
-    now: datetime,
-    expected_model: ModelRef,
-    threshold_floor: float,
-    last: StateRecord | None,
-    device_key: nacl.public.PrivateKey,
-    limits: Limits,
-) -> VerifiedBundle:
-    env = decode(data, max_header=limits.max_header_bytes, max_body=limits.max_body_bytes,
-                 expect=BUNDLE_TYPE)
-    signers = trust.verify(env, "watchlist")
-    header = parse_header(env)
-    content = env.content_sha256()
-    clock_trusted = _check_state(header, content, now, last)
-    _check_claims(header, now, device, expected_model, threshold_floor, clock_trusted)
-    entries, ciphertext = parse_entries(env, header, limits)
-    templates = decrypt_templates(header, ciphertext, device, device_key)
-    offsets = np.zeros(len(entries) + 1, dtype=np.int64)
-    np.cumsum([e.template_count for e in entries], out=offsets[1:])
-    return VerifiedBundle(header, entries, templates, offsets, content, signers, clock_trusted)
 
 
 def inspect(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, object]:

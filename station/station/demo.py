@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -25,22 +23,20 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.cli import main as edge_main
-from edge.errors import EdgeError
 from edge.scenario.broker import free_port
-from edge.scenario.demo import ROOT, local_broker, prepare, stop_child
+from edge.scenario.demo import (
+    add_demo_arguments,
+    edge_tool,
+    local_broker,
+    prepare,
+    run_device,
+    stop_child,
+)
 from edge.scenario.render import watchlisted_passes
 from station.cli import add_user, open_store
 from station.config import load
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
-
-
-def _tool(*argv: str) -> None:
-    with contextlib.redirect_stdout(io.StringIO()):
-        rc = edge_main(list(argv))
-    if rc != 0:
-        raise EdgeError(f"`edge {' '.join(argv)}` failed ({rc})")
 
 
 def _station_config(work: Path, broker_port: int, http_port: int) -> Path:
@@ -71,10 +67,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="station.demo", description=__doc__)
-    ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "run")
-    ap.add_argument("--testdata", type=Path,
-                    default=Path(os.environ.get("EDGE_TESTDATA", ROOT / ".cache" / "testdata")))
-    ap.add_argument("--seconds", type=int, default=40)
+    add_demo_arguments(ap)
     ap.add_argument("--keep", action=argparse.BooleanOptionalAction, default=sys.stdin.isatty(),
                     help="keep the station up after the scene until Ctrl-C (default: on a terminal)")
     args = ap.parse_args(argv)
@@ -90,10 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load(cfg_path)
     key = add_user(cfg, DEMO_USER, "supervisor", DEMO_PASSWORD)
     # The authority lists the operator's review key in the device's trust root.
-    _tool("trust", "init", "--key", f"{dep.signer}.pub", "--key", f"{key}.pub", "--role", "trust=authority",
-          "--role", "watchlist=authority", "--role", "order=authority", "--role", f"review={DEMO_USER}",
-          "--out", str(dep.trust))
-    _tool("trust", "sign", "--key", str(dep.signer), str(dep.trust))
+    edge_tool("trust", "init", "--key", f"{dep.signer}.pub", "--key", f"{key}.pub",
+              "--role", "trust=authority", "--role", "watchlist=authority", "--role", "order=authority",
+              "--role", f"review={DEMO_USER}", "--out", str(dep.trust))
+    edge_tool("trust", "sign", "--key", str(dep.signer), str(dep.trust))
     expected = len(watchlisted_passes(json.loads(dep.scene.read_text())))
     print(f"demo: scene of {args.seconds} s; {expected} watchlisted passes should alert", flush=True)
     py = sys.executable
@@ -104,11 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = f"http://127.0.0.1:{http_port}"
         _wait_http(url + "/healthz", station)
         print(f"demo: station at {url}/  (log in as {DEMO_USER} / {DEMO_PASSWORD})", flush=True)
-        alerts = subprocess.Popen([py, "-m", "edge", "alerts", "--port", str(port), "--prefix", "edge"])
-        run = subprocess.Popen([py, "-m", "edge", "run", "--config", str(dep.config)])
-        try:
-            run.wait()
-            time.sleep(2.0)
+
+        def review() -> None:
             store = open_store(cfg)
             queue = store.queue(limit=1000)
             n = sum(len(i["sightings"]) for i in queue)
@@ -117,15 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.keep:
                 print(f"demo: review them at {url}/ ; Ctrl-C stops the station", flush=True)
                 station.wait()
-        except KeyboardInterrupt:
-            print("\ndemo: stopping", flush=True)
-            if run.poll() is None:
-                run.send_signal(signal.SIGTERM)
-                run.wait(30)
+
+        try:
+            return run_device(dep.config, port, settle_s=2.0, then=review)
         finally:
-            stop_child(alerts, signal.SIGINT, 5)
             stop_child(station, signal.SIGTERM, 10)
-    return 0 if run.returncode in (0, -signal.SIGTERM) else run.returncode
 
 
 if __name__ == "__main__":
