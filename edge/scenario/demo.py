@@ -171,7 +171,7 @@ def prepare(work: Path, testdata: Path, *, port: int, device_id: str = "dev-demo
         writer.writeheader()
         writer.writerows(rows)
     bundle = central / "bundle.bin"
-    manifest = load_manifest(ROOT / "models")
+    manifest = load_manifest()  # the models `edge run` and `edge bundle build` find by default
     if threshold is None:
         threshold = embedder_floor(manifest)
     edge_tool("bundle", "build", "--images", str(enrol), "--csv", str(central / "entries.csv"),
