@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,7 +20,7 @@ from edge.fsutil import atomic_write
 from edge.perception.manifest import load_manifest
 from evaluation import card as cardmod
 from evaluation import metrics as mt
-from evaluation.configs import Recogniser, available, training_data
+from evaluation.configs import Recogniser, available, left_out, training_data
 from evaluation.data import DATA_ENV, DATASET_NAME, ROOT, Dataset, default_data_dir, load_dataset
 from evaluation.degrade import BY_NAME, CONDITIONS
 from evaluation.extract import Detections, detect_all
@@ -42,6 +44,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--conditions", nargs="*", default=None, help="capture conditions (default all)")
     ap.add_argument("--condition-probes", type=int, default=Settings.condition_probes)
     ap.add_argument("--bootstrap", type=int, default=Settings.bootstrap)
+    ap.add_argument("--int8-all-conditions", action="store_true",
+                    help="measure int8 under every condition, not only clean and the face widths "
+                         "(adds about 10 minutes: int8 PRELU is slow on the CPU)")
     ap.add_argument("--extra", action="store_true",
                     help="also the landmark-alignment configurations (about doubles the run time)")
     ap.add_argument("--render", action="store_true",
@@ -60,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     conds = tuple(CONDITIONS if not args.conditions
                   else [BY_NAME["clean"], *(BY_NAME[c] for c in args.conditions if c != "clean")])
-    s = Settings(condition_probes=args.condition_probes, bootstrap=args.bootstrap, conditions=conds)
+    kinds = tuple(sorted({c.kind for c in CONDITIONS})) if args.int8_all_conditions else Settings.int8_kinds
+    s = Settings(condition_probes=args.condition_probes, bootstrap=args.bootstrap, conditions=conds,
+                 int8_kinds=kinds)
+    cache_before = cache_files(args.cache)
     ds = load_dataset(args.data or default_data_dir())
     manifest = load_manifest(args.models_dir)
     recs = available(manifest, args.configs, args.extra)
@@ -83,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         "no_face": int((~dets.found).sum()), "several_faces": int((dets.faces_found > 1).sum()),
         "bootstrap": s.bootstrap, "repeats": s.repeats, "condition_probes": int(subset.shape[0]),
         "reliable_rule_points": 0.05,
+        "int8_conditions": [c.name for c in conds if s.measures("int8", c)],
+        "left_out": left_out(manifest, args.configs),
     }
     sess = Session(ds, dets, subset, s, t0)
     embedded: dict[str, tuple[Recogniser, dict[str, F32], dict[str, dict[str, F32]]]] = {}
@@ -98,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     fuse_best_two(sess, embedded)
     configs, curves = sess.configs, sess.curves
     evaluated["run_seconds"] = time.monotonic() - t0
+    evaluated["fingerprint"] = fingerprint(evaluated, configs, s)
+    evaluated["run_times"] = run_times(args.out, evaluated, cache_before, cache_files(args.cache))
     result = {"evaluated": evaluated, "configs": configs}
     write_outputs(args, result, curves)
     evaluated["run_seconds"] = time.monotonic() - t0
@@ -177,8 +189,42 @@ def fuse_best_two(sess: Session, embedded: dict[str, tuple[Recogniser, dict[str,
 
 def command_args(args: argparse.Namespace) -> str:
     """The EVAL_ARGS that change what is measured, as the card records the command."""
-    parts = (["--extra"] if args.extra else []) + (["--configs", *args.configs] if args.configs else [])
+    parts = ((["--extra"] if args.extra else []) + (["--configs", *args.configs] if args.configs else [])
+             + (["--conditions", *args.conditions] if args.conditions else [])
+             + ([f"--condition-probes {args.condition_probes}"]
+                if args.condition_probes != Settings.condition_probes else [])
+             + (["--int8-all-conditions"] if args.int8_all_conditions else []))
     return f" EVAL_ARGS='{' '.join(parts)}'" if parts else ""
+
+
+def cache_files(cache: Path) -> set[str]:
+    """The detection and embedding files in the cache folder."""
+    return {p.name for p in cache.glob("*.np[yz]")} if cache.is_dir() else set()
+
+
+def fingerprint(evaluated: dict[str, Any], configs: list[dict[str, Any]], s: Settings) -> str:
+    """What decides the measured numbers: command, detector, each configuration's files, settings."""
+    what = {"command": evaluated["command"], "detector": evaluated["detector"]["sha256"],
+            "configs": [[c["key"], {v: b["sha256"] for v, b in c["variants"].items()}] for c in configs],
+            "conditions": [c.name for c in s.conditions], "int8_kinds": list(s.int8_kinds),
+            "probes": s.condition_probes, "bootstrap": s.bootstrap, "seed": s.seed}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_times(out: Path, evaluated: dict[str, Any], before: set[str], after: set[str]) -> dict[str, float]:
+    """This run's time as "cold" (empty cache at start) or "cached" (nothing computed), beside
+    the other kind's from the previous card.json when it measured the same thing (fingerprint)."""
+    times: dict[str, float] = {}
+    prev = out / "card.json"
+    if prev.is_file():
+        old = json.loads(prev.read_text("utf-8")).get("evaluated", {})
+        if old.get("fingerprint") == evaluated["fingerprint"]:
+            times.update(old.get("run_times", {}))
+    kind = "cold" if not before else "cached" if after == before else None
+    if kind is not None:
+        times[kind] = round(float(evaluated["run_seconds"]), 1)
+        times[f"{kind}_load_15min"] = round(os.getloadavg()[2], 1)
+    return times
 
 
 def shipped_threshold(models_dir: Path, recs: list[Recogniser]) -> dict[str, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.perception.manifest import DEFAULT_EMBEDDER, load_manifest
-from evaluation.configs import REFERENCE, available, registry
+from evaluation.configs import NOT_BY_DEFAULT, REFERENCE, available, left_out, registry
 
 
 def test_every_manifest_recogniser_is_measured_today_s_first(models_dir: Path) -> None:
@@ -37,7 +37,23 @@ def test_each_configuration_cuts_chips_its_embedder_takes(models_dir: Path) -> N
             assert out.shape == (1, embedder.dim)
             assert abs(float(np.linalg.norm(out)) - 1.0) < 1e-4
             keys.setdefault(rec.key, set()).add(key)
-    # Chips are cached per alignment: a configuration's variants share them, other alignments do not.
+    # Chips are cached per alignment: a configuration's variants share them, and so do families
+    # cut by the same landmark aligner; other alignments do not.
     assert all(len(k) == 1 for k in keys.values())
-    by_aligner = {next(iter(k)) for name, k in keys.items() if not name.endswith("+manifest")}
-    assert len(by_aligner) == len([n for n in keys if not n.endswith("+manifest")])
+    by_aligner: dict[str, set[str]] = {}
+    for name, k in keys.items():
+        if not name.endswith("+manifest"):
+            by_aligner.setdefault(name.split("+")[1], set()).update(k)
+    assert all(len(k) == 1 for k in by_aligner.values())
+    assert len(set().union(*by_aligner.values())) == len(by_aligner) >= 2
+
+
+def test_a_default_run_leaves_out_only_the_named_families_and_says_why(models_dir: Path) -> None:
+    manifest = load_manifest(models_dir)
+    default = {r.family for r in available(manifest)}
+    out = left_out(manifest)
+    assert out and set(out) == set(NOT_BY_DEFAULT) and not default & set(out)
+    assert {DEFAULT_EMBEDDER, REFERENCE, "mobilefacenet_expo"} <= default
+    assert all(r.opt_in for r in available(manifest) if r.family == "mobilefacenet_expo")
+    named = [r.family for r in available(manifest, list(NOT_BY_DEFAULT))]
+    assert named and set(named) == set(NOT_BY_DEFAULT) and left_out(manifest, list(NOT_BY_DEFAULT)) == {}
