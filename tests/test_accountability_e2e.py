@@ -86,7 +86,7 @@ def retained(broker: Broker, leaf: str) -> dict[str, Any]:
     """What a newcomer reads on a retained topic now."""
     sub = Subscriber(broker, (TOPICS.leaf(leaf),), client_id=f"public-{time.monotonic_ns()}")
     try:
-        assert sub.wait_for(lambda s: len(s.payloads(f"/{leaf}")) >= 1, timeout=10), f"nothing on {leaf}"
+        assert sub.wait_for(lambda s: len(s.payloads(f"/{leaf}")) >= 1, timeout=60), f"nothing on {leaf}"
         doc: dict[str, Any] = json.loads(sub.payloads(f"/{leaf}")[-1])
         return doc
     finally:
@@ -399,7 +399,8 @@ def test_watchlist_purged_at_the_end_of_the_order(tmp_path: Path, testdata: Path
         assert "ORD-DEMO-1 ended" in purged["reason"], purged["reason"]
         assert purged["recognition_active"] is False
         sub.client.publish(TOPICS.bundle, dep.bundle.read_bytes(), qos=1)
-        assert sub.wait_for(lambda s: any(d.get("last_bundle_error") for d in docs(s, "status")), timeout=30)
+        assert sub.wait_for(lambda s: any(d.get("last_bundle_error") for d in docs(s, "status")),
+                            timeout=120)
         refused = next(d for d in docs(sub, "status") if d.get("last_bundle_error"))
         assert refused["bundle"] is None and refused["state"] == "idle", refused
         assert "was purged when its deployment ended" in refused["last_bundle_error"], refused
@@ -460,7 +461,7 @@ def test_threshold_below_the_model_card_floor_is_refused(tmp_path: Path, testdat
         before = next(d for d in docs(sub, "status") if d["state"] == "recognising")["bundle"]
         sub.client.publish(TOPICS.bundle, (dep.work / "low.bin").read_bytes(), qos=1)
         assert sub.wait_for(lambda s: any(d.get("last_bundle_error") for d in docs(s, "status")),
-                            timeout=30), log_of(dep)[-3000:]
+                            timeout=120), log_of(dep)[-3000:]
         status = next(d for d in docs(sub, "status") if d.get("last_bundle_error"))
     finally:
         stop_firmware(proc)

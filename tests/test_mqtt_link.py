@@ -73,7 +73,7 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
         sub.client.publish(T.bundle, b"signed-bundle-bytes", qos=1)
         assert until(lambda: received == [(T.bundle, b"signed-bundle-bytes")])
         assert link.alive()
-        assert link.close(drain_timeout=5) is True
+        assert link.close(drain_timeout=30) is True
         assert not link.alive()
     assert sub.wait_for(lambda s: (status_of(s) or {}).get("availability") == "offline")
     assert status_of(sub) == {"availability": "offline", "bundle_version": 3,
@@ -315,7 +315,7 @@ def test_a_review_sent_while_the_device_is_offline_is_delivered_after(broker: Br
         # Subscribed once: a live review arrives (the positive control) ...
         centre.client.publish(T.review, b"live-review", qos=1).wait_for_publish(5)
         assert until(lambda: (T.review, b"live-review") in received)
-        assert link.close(drain_timeout=5) is True
+        assert link.close(drain_timeout=30) is True
         # ... the device is away; the centre decides two alerts meanwhile.
         for p in (b"offline-review-1", b"offline-review-2"):
             centre.client.publish(T.review, p, qos=1).wait_for_publish(5)

@@ -277,6 +277,13 @@ def check_broker(broker: BrokerConfig, device_id: str, topics: Topics, timeout: 
         else:
             c.subscribe(topic, qos=1)
 
+    def on_disconnect(_c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        # Closed before any CONNACK: with TLS 1.3 a refused client certificate (revoked,
+        # wrong CA) shows only here; waiting on would only see paho reconnect and fail again.
+        if "connack" not in state:
+            state["closed"] = rc
+            done.set()
+
     def on_subscribe(c: mqtt.Client, _u: object, _m: int, rcs: list[Any], _p: object) -> None:
         state["suback"] = rcs[0]
         state["t0"] = time.monotonic()
@@ -296,6 +303,7 @@ def check_broker(broker: BrokerConfig, device_id: str, topics: Topics, timeout: 
                          client_id=f"{device_id}-selftest-{nonce[:6].decode()}",
                          protocol=mqtt.MQTTv5)
     client.on_connect, client.on_subscribe = on_connect, on_subscribe
+    client.on_disconnect = on_disconnect
     client.on_publish, client.on_message = on_publish, on_message
     if broker.tls:
         files = {"broker.ca": broker.ca, "broker.cert": broker.cert, "broker.key": broker.key}
@@ -325,6 +333,10 @@ def check_broker(broker: BrokerConfig, device_id: str, topics: Topics, timeout: 
     if "rtt" in state:
         return passed("broker", f"{scheme}://{broker.host}:{broker.port} as {device_id}: "
                                 f"round trip on {topic} in {state['rtt'] * 1000:.1f} ms")
+    if "closed" in state:
+        return failed("broker", f"{broker.host}:{broker.port} closed the connection before CONNACK "
+                                f"({state['closed']}): the TLS handshake or the client certificate "
+                                "was refused", fix)
     if "connack" not in state:
         return failed("broker", f"no CONNACK from {broker.host}:{broker.port} within {timeout:.0f}"
                                 " s (TLS handshake refused or network down)", fix)
