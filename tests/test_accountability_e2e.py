@@ -430,7 +430,8 @@ def test_watchlist_purged_at_the_end_of_the_order(tmp_path: Path, testdata: Path
 
 def test_threshold_below_the_model_card_floor_is_refused(tmp_path: Path, testdata: Path,
                                                          broker: Broker) -> None:
-    dep = provision(tmp_path, testdata, broker, seconds=20, seed=4, watchlisted="", n_others=2, realtime=True,
+    # The scene outlasts the test (it stops the firmware): a slow machine must not end it first.
+    dep = provision(tmp_path, testdata, broker, seconds=90, seed=4, watchlisted="", n_others=2, realtime=True,
                     extra_config=FAST_STATUS)
     floor = embedder_floor(load_manifest(ROOT / "models"))  # the default recogniser's, from its card
     low = round(floor - 0.04, 2)

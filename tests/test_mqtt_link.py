@@ -82,6 +82,37 @@ def test_delivers_alerts_status_bundle_and_clean_close(broker: Broker, tmp_path:
 
 
 @pytest.mark.slow
+def test_subscriptions_are_sent_before_the_online_status(broker: Broker, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever sees "online" may publish a bundle at once: it must meet an active subscription."""
+    from paho.mqtt import client as mqtt
+
+    calls: list[str] = []
+    real_publish, real_subscribe = mqtt.Client.publish, mqtt.Client.subscribe
+
+    def publish(self: Any, topic: str, *a: Any, **kw: Any) -> Any:
+        calls.append(f"publish {topic}")
+        return real_publish(self, topic, *a, **kw)
+
+    def subscribe(self: Any, topic: Any, *a: Any, **kw: Any) -> Any:
+        calls.append("subscribe")
+        return real_subscribe(self, topic, *a, **kw)
+
+    monkeypatch.setattr(mqtt.Client, "publish", publish)
+    monkeypatch.setattr(mqtt.Client, "subscribe", subscribe)
+    received: list[tuple[str, bytes]] = []
+    with Outbox(tmp_path / "o.db") as ob:
+        link = MqttLink(plain(broker), ob, on_message=lambda t, p: received.append((t, p)),
+                        on_ack=lambda _i: None)
+        link.start()
+        try:
+            assert until(lambda: f"publish {T.status}" in calls)
+            assert "subscribe" in calls
+            assert calls.index("subscribe") < calls.index(f"publish {T.status}"), calls
+        finally:
+            link.close(drain_timeout=30)
+
+
 def test_broker_outage_loses_nothing(make_broker: Callable[..., Broker], tmp_path: Path) -> None:
     broker = make_broker()
     saved = broker.workdir / "data" / "mosquitto.db"

@@ -444,12 +444,15 @@ class MqttLink:
             self._state = "connected"
         log.info("mqtt: connected to %s:%d; %d events pending", self.config.host,
                  self.config.port, self.outbox.depth())
-        self._publish_status(conn, "online")
-        for leaf, payload in self.retained.leaves.items():
-            client.publish(self.config.topics.leaf(leaf), payload, qos=1, retain=True)
+        # Subscribe before anything is published: the broker handles one client's packets
+        # in order, so whoever sees "online" may send a bundle, order or review at once and
+        # it meets an active subscription (a message sent before it would be dropped).
         topics = [(self.config.topics.leaf(leaf), 1) for leaf in self.config.subscriptions]
         if topics:
             client.subscribe(topics)
+        self._publish_status(conn, "online")
+        for leaf, payload in self.retained.leaves.items():
+            client.publish(self.config.topics.leaf(leaf), payload, qos=1, retain=True)
         self.pump.connected()
 
     def _on_disconnect(self, conn: _Conn, _client: Any, _ud: Any, _flags: Any,
