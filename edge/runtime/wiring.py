@@ -112,8 +112,9 @@ def audit_order(audit: AuditLog, watch: ActiveWatchlist, now: datetime) -> None:
 def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: MessageHandler,
                  on_ack: Callable[[int], None], delegate_loader: DelegateLoader | None = None) -> Device:
     # Everything that can refuse the start comes before the `start` record, so a refused
-    # restart (every RestartSec=) does not fill the audit log: the models and the
-    # checkpoint key, then the outbox (``edge outbox quarantine`` moves a corrupt one aside).
+    # restart (every RestartSec=) does not fill the audit log: the models, the checkpoint
+    # key, the trust root and the config threshold, then the outbox (``edge outbox
+    # quarantine`` moves a corrupt one aside).
     mc = cfg.models
     manifest = load_manifest(mc.dir)
     loader = delegate_loader or (default_delegate_loader if mc.edgetpu else _refusing_loader)
