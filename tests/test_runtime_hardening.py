@@ -169,20 +169,24 @@ def test_the_active_bundle_pushed_again_is_a_no_op(provisioned: Provisioned, tmp
         close_device(dev, NOW, "test over")
 
 
+def audit_files(tmp_path: Path) -> list[tuple[str, bytes]]:
+    """The device's audit log, file by file, to show a refused start wrote nothing."""
+    return sorted((p.name, p.read_bytes()) for p in (tmp_path / "state" / "audit").iterdir())
+
+
 def test_a_corrupt_outbox_refuses_the_start_before_anything_is_audited(
         provisioned: Provisioned, tmp_path: Path) -> None:
     """Item 5: each refused restart used to append `start` and `order_accepted` for ever."""
     dev = build(provisioned, tmp_path)
     close_device(dev, NOW, "test over")
-    log_dir = tmp_path / "state" / "audit"
-    before = sorted((p.name, p.read_bytes()) for p in log_dir.iterdir())
+    before = audit_files(tmp_path)
     (tmp_path / "state" / "outbox.sqlite3").write_bytes(b"not a database" * 512)
     for p in (tmp_path / "state").glob("outbox.sqlite3-*"):
         p.unlink()
     for _ in range(3):
         with pytest.raises(OutboxError):
             build(provisioned, tmp_path)
-    assert sorted((p.name, p.read_bytes()) for p in log_dir.iterdir()) == before
+    assert audit_files(tmp_path) == before
 
 
 def test_a_start_refused_by_a_model_or_the_config_audits_nothing(
@@ -196,8 +200,7 @@ def test_a_start_refused_by_a_model_or_the_config_audits_nothing(
 
     dev = build(provisioned, tmp_path)
     close_device(dev, NOW, "test over")
-    log_dir = tmp_path / "state" / "audit"
-    before = sorted((p.name, p.read_bytes()) for p in log_dir.iterdir())
+    before = audit_files(tmp_path)
     models = tmp_path / "models"
     shutil.copytree(MODELS, models)
     emb = load_manifest(models).variant(dev.cfg.models.embedder, "float32")
@@ -212,7 +215,7 @@ def test_a_start_refused_by_a_model_or_the_config_audits_nothing(
         for _ in range(2):
             with pytest.raises(EdgeError):
                 build(provisioned, tmp_path, **sections)
-    assert sorted((p.name, p.read_bytes()) for p in log_dir.iterdir()) == before
+    assert audit_files(tmp_path) == before
 
 
 def test_an_expired_entry_leaves_the_matcher_and_is_audited(provisioned: Provisioned,
