@@ -67,7 +67,10 @@ class ModelsConfig:
     embedder: str = DEFAULT_EMBEDDER  # recogniser family in the models manifest
     embedder_variant: Literal["auto", "float32", "int8"] = "auto"
     edgetpu: bool = True  # try libedgetpu when it loads
-    threads: int = 2
+    # Threads inside one model's interpreter. One: the detector's parallelism is its tile
+    # workers ([detection] workers), which do not stall in lockstep when the capture thread
+    # takes a core, as the XNNPACK threads of one small model do (`make bench` compares both).
+    threads: int = 1
 
     def validate(self, prefix: str) -> None:
         check_range(prefix, "threads", self.threads, 1, 64)
@@ -81,8 +84,13 @@ class DetectionConfig:
     score_threshold: float | None = None  # None: each model variant's calibrated threshold
     motion: bool = True
     motion_threshold: float = 0.004  # share of changed pixels that wakes a tile
+    # Detector instances that run a frame's tiles in parallel, or "auto": one per CPU the
+    # process may use on the CPU backend, one on the Edge TPU (a single device serialises).
+    workers: int | Literal["auto"] = "auto"
 
     def validate(self, prefix: str) -> None:
+        if isinstance(self.workers, int):
+            check_range(prefix, "workers", self.workers, 1, 64)
         if not 0 <= self.overlap < self.tile // 2:
             raise ConfigError(f"{prefix}.overlap", "must be in [0, tile / 2)")
         if self.tile < 64:
@@ -91,6 +99,12 @@ class DetectionConfig:
             raise ConfigError(f"{prefix}.roi", "must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
         check_range(prefix, "score_threshold", self.score_threshold, 0.0, 1.0)
         check_range(prefix, "motion_threshold", self.motion_threshold, 0.0, 1.0)
+
+    def tile_workers(self, cpus: int, backend: str) -> int:
+        """How many detectors run tiles, given the CPUs this process may use and the backend."""
+        if isinstance(self.workers, int):
+            return self.workers
+        return max(1, cpus) if backend == "cpu" else 1
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,18 @@ def test_cross_field_rules(tmp_path: Path) -> None:
     assert e.value.key == "detection.roi"
 
 
+def test_tile_workers_auto_is_one_per_cpu_on_the_cpu_and_one_on_the_tpu(tmp_path: Path) -> None:
+    auto = config.load(write(tmp_path, MINIMAL)).detection
+    assert [auto.tile_workers(n, "cpu") for n in (1, 2, 4)] == [1, 2, 4]
+    assert auto.tile_workers(4, "edgetpu") == 1
+    fixed = config.load(write(tmp_path, MINIMAL + "\n[detection]\nworkers = 3\n")).detection
+    assert fixed.tile_workers(1, "cpu") == 3 and fixed.tile_workers(4, "edgetpu") == 3
+    for bad in ('"half"', "0"):
+        with pytest.raises(ConfigError) as e:
+            config.load(write(tmp_path, MINIMAL + f"\n[detection]\nworkers = {bad}\n"))
+        assert e.value.key == "detection.workers"
+
+
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         config.load(write(tmp_path, "[device\n"))

@@ -88,6 +88,30 @@ def test_motion_mask_runs_only_the_tiles_that_moved(
     assert tiled.detect(frame, tiles_to_run=lambda t: False) == []
 
 
+def test_tiles_run_in_parallel_find_exactly_what_one_detector_finds(
+    detector: BlazeFaceDetector, testdata: Path, models_dir: Path
+) -> None:
+    frame = background(testdata)
+    for width, (x, y) in ((40, (300, 200)), (60, (1010, 620)), (90, (1500, 700))):
+        face = small_face(testdata, detector, width)
+        frame[y : y + face.shape[0], x : x + face.shape[1]] = face
+    serial = TiledDetector(detector).detect(frame)
+    assert len(serial) == 3
+    others = [BlazeFaceDetector.from_models_dir(models_dir, variant=detector.model.entry.variant,
+                                                delegate_loader=no_tpu) for _ in range(2)]
+    parallel = TiledDetector([detector, *others])
+    try:
+        for _ in range(3):  # tiles land on different detectors from call to call
+            found = parallel.detect(frame)
+            assert [d.box for d in found] == [d.box for d in serial]
+            assert [d.score for d in found] == [d.score for d in serial]
+            assert parallel.last_tiles_run == len(parallel.tiles((H, W)))
+    finally:
+        parallel.close()
+    with pytest.raises(ValueError, match="at least one"):
+        TiledDetector([])
+
+
 def test_roi_limits_where_faces_are_looked_for(
     detector: BlazeFaceDetector, testdata: Path
 ) -> None:

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from edge.bench.timing import testdata_dir, timed
 from edge.perception.detector import BlazeFaceDetector, letterbox
 from edge.perception.manifest import load_manifest
-from edge.perception.runtime import TFLiteModel, open_file
+from edge.perception.runtime import TFLiteModel, available_cpus, open_file
 from edge.perception.tiling import TiledDetector
 from edge.perception.types import RGBImage
 
@@ -88,3 +88,22 @@ def run(args: argparse.Namespace | None = None, n: int = 200) -> None:
         mean, p95 = timed(partial(tiled.detect, frame), 10, 1)
         print(f"  tiled 1080p, {tiled.last_tiles_run} tiles, {det.model_id:24s} "
               f"{mean:7.1f}  {p95:7.1f}  ({mean / tiled.last_tiles_run:.2f} ms/tile)")
+    # The firmware's default on the CPU: one single-threaded detector per CPU, each taking
+    # whole tiles, against one detector with the same number of XNNPACK threads.
+    cpus = available_cpus()
+
+    def detector(threads: int) -> BlazeFaceDetector:
+        return BlazeFaceDetector.from_models_dir(None, variant="float32", delegate_loader=_no_tpu,
+                                                 num_threads=threads)
+
+    print(f"\ntiled 1080p, float32, {cpus} CPUs:")
+    one = TiledDetector(detector(cpus))
+    base_mean, base_p95 = timed(partial(one.detect, frame), 10, 1)
+    print(f"  one detector, {cpus} threads                {base_mean:7.1f}  {base_p95:7.1f}   1.00")
+    workers = TiledDetector([detector(1) for _ in range(cpus)])
+    try:
+        mean, p95 = timed(partial(workers.detect, frame), 10, 1)
+    finally:
+        workers.close()
+    print(f"  {cpus} tile workers, 1 thread each           {mean:7.1f}  {p95:7.1f}   "
+          f"{mean / base_mean:4.2f}")

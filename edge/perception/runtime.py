@@ -21,6 +21,7 @@ An interpreter is not thread-safe: open one ``TFLiteModel`` per thread.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,8 +220,8 @@ def open_model(
             interp = _make_interpreter(choice.path, None, num_threads)
     else:
         interp = _make_interpreter(choice.path, None, num_threads)
-    log.info("%s: backend=%s model=%s (%s)", family, choice.backend, choice.entry.model_id,
-             choice.reason)
+    log.info("%s: backend=%s model=%s threads=%d (%s)", family, choice.backend,
+             choice.entry.model_id, num_threads, choice.reason)
     return TFLiteModel(choice.entry, choice.path, choice.backend, choice.reason, interp)
 
 
@@ -230,6 +231,11 @@ def open_file(
     """Open one file on the CPU as-is, unchecked (benchmarks and model-build checks)."""
     interp = _make_interpreter(path, None, num_threads)
     return TFLiteModel(entry, path, "cpu", f"file {path.name} opened directly", interp)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (systemd's CPUAffinity= or a cgroup cpuset narrow it)."""
+    return len(os.sched_getaffinity(0))
 
 
 _PROBED: dict[Path, str | None] = {}
@@ -282,6 +288,7 @@ __all__ = [
     "BackendChoice",
     "DelegateLoader",
     "TFLiteModel",
+    "available_cpus",
     "choose_backend",
     "default_delegate_loader",
     "open_file",

@@ -17,11 +17,18 @@ that straddles a core boundary.
 Tiles can be skipped: ``tiles_to_run`` (a predicate) or ``motion_mask`` (a
 boolean frame-sized mask, or any size: it is scaled) select the tiles worth
 running; the pipeline's motion gating plugs in here.
+
+Given several detectors (one interpreter each: an interpreter is not
+thread-safe), the tiles of a frame run in parallel, each on whichever detector
+is free; the inference releases the GIL. Results are merged in tile order, so
+the detections are the same as one detector's.
 """
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
@@ -131,13 +138,28 @@ class TilingConfig:
 
 
 class TiledDetector:
-    """``Detector`` that runs an inner detector on tiles of a region of interest."""
+    """``Detector`` that runs inner detectors on tiles of a region of interest.
 
-    def __init__(self, inner: RawDetector, config: TilingConfig | None = None) -> None:
-        self.inner = inner
+    ``inner`` is one detector, or several of the same model to run tiles in parallel
+    (then :meth:`close` stops their threads).
+    """
+
+    def __init__(self, inner: RawDetector | Sequence[RawDetector],
+                 config: TilingConfig | None = None) -> None:
+        inners = list(inner) if isinstance(inner, Sequence) else [inner]
+        if not inners:
+            raise ValueError("TiledDetector needs at least one detector")
+        self.inner = inners[0]
         self.config = config or TilingConfig()
-        self.backend = inner.backend
-        self.model_id = inner.model_id
+        self.backend = self.inner.backend
+        self.model_id = self.inner.model_id
+        self.workers = len(inners)
+        self._free: queue.SimpleQueue[RawDetector] = queue.SimpleQueue()
+        for d in inners:
+            self._free.put(d)
+        # As many threads as detectors: a running tile always finds one free.
+        self._pool = ThreadPoolExecutor(len(inners), thread_name_prefix="tiles") \
+            if len(inners) > 1 else None
         self._plan: tuple[tuple[int, int], list[Tile]] | None = None
         self.last_tiles_run = 0  # for the pipeline's counters
 
@@ -164,19 +186,29 @@ class TiledDetector:
             run = tiles_with_motion(tiles, motion_mask, (h, w))
         if tiles_to_run is not None:
             run = [r and tiles_to_run(t) for r, t in zip(run, tiles, strict=True)]
-        parts = []
-        for tile, go in zip(tiles, run, strict=True):
-            if go:
-                parts.append(self._detect_tile(image, tile))
+        todo = [tile for tile, go in zip(tiles, run, strict=True) if go]
+        if self._pool is None or len(todo) < 2:
+            parts = [self._detect_tile(image, tile) for tile in todo]
+        else:
+            parts = list(self._pool.map(lambda tile: self._detect_tile(image, tile), todo))
         self.last_tiles_run = len(parts)
         merged = blazeface.weighted_nms(
             RawDetections.concat(parts), self.config.nms_iou, self.config.max_detections
         )
         return to_detections(merged, w, h)
 
+    def close(self) -> None:
+        """Stop the tile threads (waiting for a frame in progress); idempotent."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
     def _detect_tile(self, image: RGBImage, tile: Tile) -> RawDetections:
         x0, y0, x1, y1 = tile.box
-        dets = self.inner.detect_raw(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        detector = self._free.get()
+        try:
+            dets = detector.detect_raw(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        finally:
+            self._free.put(detector)
         if len(dets) == 0:
             return dets
         offset = np.array([x0, y0], np.float32)
@@ -185,4 +217,3 @@ class TiledDetector:
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         keep = np.array([tile.owns(float(cx), float(cy)) for cx, cy in centres], bool)
         return RawDetections(boxes[keep], kps[keep], dets.scores[keep])
-

@@ -30,7 +30,7 @@ from edge.perception.detector import BlazeFaceDetector, DetectorConfig
 from edge.perception.embedder import ManifestEmbedder
 from edge.perception.manifest import load_manifest
 from edge.perception.quality import face_quality
-from edge.perception.runtime import DelegateLoader, default_delegate_loader
+from edge.perception.runtime import DelegateLoader, available_cpus, default_delegate_loader
 from edge.perception.tiling import TiledDetector, TilingConfig
 from edge.pipeline.decision import TrackDecider
 from edge.pipeline.motion import MotionGate
@@ -67,6 +67,7 @@ class Device:
 
     cfg: Config
     recognizer: Recognizer
+    finder: TiledDetector  # the recognizer's detector; its tile threads stop with the device
     capture: ThreadedCapture
     outbox: Outbox
     link: MqttLink
@@ -89,6 +90,7 @@ def close_device(dev: Device, now: datetime, reason: str) -> None:
         log.error("ledger not saved at stop: %s", e)
     with contextlib.suppress(EdgeError):
         audit_records.stop(dev.audit, now, reason=reason)
+    dev.finder.close()
     dev.outbox.close()
     dev.audit.close()
 
@@ -119,10 +121,17 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     manifest = load_manifest(mc.dir)
     loader = delegate_loader or (default_delegate_loader if mc.edgetpu else _refusing_loader)
     dc = cfg.detection
-    detector = BlazeFaceDetector.from_models_dir(
-        manifest.models_dir, family=mc.detector, variant=_variant(mc.detector_variant),
-        delegate_loader=loader, config=DetectorConfig(score_threshold=dc.score_threshold),
-        num_threads=mc.threads)
+
+    def open_detector() -> BlazeFaceDetector:
+        return BlazeFaceDetector.from_models_dir(
+            manifest.models_dir, family=mc.detector, variant=_variant(mc.detector_variant),
+            delegate_loader=loader, config=DetectorConfig(score_threshold=dc.score_threshold),
+            num_threads=mc.threads)
+
+    detectors = [open_detector()]
+    workers = dc.tile_workers(available_cpus(), detectors[0].backend)
+    detectors += [open_detector() for _ in range(workers - 1)]
+    log.info("detection: %d tile worker(s), %d thread(s) each", workers, mc.threads)
     embedder = ManifestEmbedder.from_models_dir(
         manifest.models_dir, variant=_variant(mc.embedder_variant), family=mc.embedder,
         delegate_loader=loader, num_threads=mc.threads)
@@ -158,7 +167,7 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     if watch.active is not None:
         ledger.set_watchlist_size(len(watch.active.matcher))
 
-    finder = TiledDetector(detector, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
+    finder = TiledDetector(detectors, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
     tc = cfg.tracking
     # One capture thread (below) for every kind: a live source does not start its own.
     source = open_source(cfg.source.kind, cfg.source.target, fps=cfg.source.fps,
@@ -192,9 +201,9 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
                    reconnect_max_s=b.reconnect_max_s,
                    stats_interval_s=cfg.stats.interval_s),
         outbox, on_message=on_message, on_ack=on_ack)
-    dev = Device(cfg, recognizer, capture, outbox, link, watch, audit,
-                 backend=f"detector:{detector.backend}/embedder:{embedder.backend}",
-                 detector_id=detector.model_id, embedder_id=embedder.model_id, model=ctx.model,
+    dev = Device(cfg, recognizer, finder, capture, outbox, link, watch, audit,
+                 backend=f"detector:{finder.backend}/embedder:{embedder.backend}",
+                 detector_id=finder.model_id, embedder_id=embedder.model_id, model=ctx.model,
                  clock=clock, ledger=ledger, signing_key=signing_key)
     audit_loaded(dev, now)
     return dev
