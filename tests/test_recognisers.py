@@ -28,7 +28,9 @@ CHIP_MEAN = {"mobileface_v2": 127.5, "mobilefacenet_expo": 127.5, "faceplugin_fr
 OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg")
 OTHERS_ONE_FACE = ("biden.jpg", "astronaut.png", "Tom_Hanks_54745.png")
 # Measured int8-vs-float cosine on these faces; the floors leave room for rounding only.
-INT8_FLOOR = {"mobileface_v2": (0.98, 0.99), "mobilefacenet_expo": (0.95, 0.97),
+# mobileface_v2 (min, mean) 0.9937, 0.9959: its mean floor fails the file built without
+# activation equalisation (0.9948; models/build_mobileface.py).
+INT8_FLOOR = {"mobileface_v2": (0.99, 0.995), "mobilefacenet_expo": (0.95, 0.97),
               "faceplugin_fr": (0.94, 0.97)}
 
 
