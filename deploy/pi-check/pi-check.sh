@@ -72,7 +72,8 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v update-binfmts >/dev/null || need+=(binfmt-support)
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${need[@]}"
 fi
 if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
   mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
