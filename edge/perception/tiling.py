@@ -153,7 +153,6 @@ class TiledDetector:
         self.config = config or TilingConfig()
         self.backend = self.inner.backend
         self.model_id = self.inner.model_id
-        self.workers = len(inners)
         self._free: queue.SimpleQueue[RawDetector] = queue.SimpleQueue()
         for d in inners:
             self._free.put(d)
