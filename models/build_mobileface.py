@@ -19,7 +19,8 @@ Steps:
    test faces (``arcface_build``), every op checked Edge-TPU-mappable, in two
    steps that leave the float32 file as it is:
    - activation equalisation (``equalisation_scales``): one scale per
-     activation tensor is what costs most here (measured there), so the
+     activation tensor is what costs most here (its docstring has the
+     measurement), so the
      channels of every ReLU6 output fed to one convolution, and of every
      residual stream, are rescaled to even out their ranges, the consumers
      dividing back (exact in float; checked, or the build fails);

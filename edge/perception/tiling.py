@@ -149,10 +149,9 @@ class TiledDetector:
         inners = list(inner) if isinstance(inner, Sequence) else [inner]
         if not inners:
             raise ValueError("TiledDetector needs at least one detector")
-        self.inner = inners[0]
         self.config = config or TilingConfig()
-        self.backend = self.inner.backend
-        self.model_id = self.inner.model_id
+        self.backend = inners[0].backend
+        self.model_id = inners[0].model_id
         self._free: queue.SimpleQueue[RawDetector] = queue.SimpleQueue()
         for d in inners:
             self._free.put(d)
