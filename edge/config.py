@@ -87,6 +87,9 @@ class DetectionConfig:
     # Detector instances that run a frame's tiles in parallel, or "auto": one per CPU the
     # process may use on the CPU backend, one on the Edge TPU (a single device serialises).
     workers: int | Literal["auto"] = "auto"
+    # "tiles": squares of `tile` pixels; "strips": one wide strip per worker at the same
+    # scale, one model call each (CPU only); "auto": strips on the CPU, tiles on the Edge TPU.
+    layout: Literal["auto", "tiles", "strips"] = "auto"
 
     def validate(self, prefix: str) -> None:
         if isinstance(self.workers, int):
@@ -105,6 +108,15 @@ class DetectionConfig:
         if isinstance(self.workers, int):
             return self.workers
         return max(1, cpus) if backend == "cpu" else 1
+
+    def tile_layout(self, backend: str) -> Literal["tiles", "strips"]:
+        """How the region is cut for the detector on this backend (see ``layout``)."""
+        if self.layout == "auto":
+            return "strips" if backend == "cpu" else "tiles"
+        if self.layout == "strips" and backend != "cpu":
+            raise ConfigError("detection.layout", f"strips need the CPU detector; the {backend} "
+                              "model is compiled for its square input (use \"tiles\" or \"auto\")")
+        return self.layout
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,21 @@ def test_tile_workers_auto_is_one_per_cpu_on_the_cpu_and_one_on_the_tpu(tmp_path
         assert e.value.key == "detection.workers"
 
 
+def test_layout_auto_is_strips_on_the_cpu_and_tiles_on_the_tpu(tmp_path: Path) -> None:
+    auto = config.load(write(tmp_path, MINIMAL)).detection
+    assert auto.tile_layout("cpu") == "strips" and auto.tile_layout("edgetpu") == "tiles"
+    tiles = config.load(write(tmp_path, MINIMAL + '\n[detection]\nlayout = "tiles"\n')).detection
+    assert tiles.tile_layout("cpu") == "tiles"
+    strips = config.load(write(tmp_path, MINIMAL + '\n[detection]\nlayout = "strips"\n')).detection
+    assert strips.tile_layout("cpu") == "strips"
+    with pytest.raises(ConfigError, match="compiled for its square") as e:
+        strips.tile_layout("edgetpu")
+    assert e.value.key == "detection.layout"
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, MINIMAL + '\n[detection]\nlayout = "rows"\n'))
+    assert e.value.key == "detection.layout"
+
+
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         config.load(write(tmp_path, "[device\n"))

@@ -22,7 +22,7 @@ from edge.bench.timing import testdata_dir, timed
 from edge.perception.detector import BlazeFaceDetector, letterbox
 from edge.perception.manifest import load_manifest
 from edge.perception.runtime import TFLiteModel, available_cpus, open_file
-from edge.perception.tiling import TiledDetector
+from edge.perception.tiling import TiledDetector, TilingConfig
 from edge.perception.types import RGBImage
 
 FAMILIES = ("blazeface_full_range", "blazeface_short_range")
@@ -100,10 +100,11 @@ def run(args: argparse.Namespace | None = None, n: int = 200) -> None:
     one = TiledDetector(detector(cpus))
     base_mean, base_p95 = timed(partial(one.detect, frame), 10, 1)
     print(f"  one detector, {cpus} threads                {base_mean:7.1f}  {base_p95:7.1f}   1.00")
-    workers = TiledDetector([detector(1) for _ in range(cpus)])
-    try:
-        mean, p95 = timed(partial(workers.detect, frame), 10, 1)
-    finally:
-        workers.close()
-    print(f"  {cpus} tile workers, 1 thread each           {mean:7.1f}  {p95:7.1f}   "
-          f"{mean / base_mean:4.2f}")
+    for layout in ("tiles", "strips"):  # strips: [detection] layout's CPU default
+        workers = TiledDetector([detector(1) for _ in range(cpus)], TilingConfig(layout=layout))
+        try:
+            mean, p95 = timed(partial(workers.detect, frame), 10, 1)
+        finally:
+            workers.close()
+        name = f"{cpus} workers, 1 thread each, {workers.last_tiles_run} {layout}"
+        print(f"  {name:40s} {mean:7.1f}  {p95:7.1f}   {mean / base_mean:4.2f}")

@@ -68,7 +68,8 @@ def _report(name: str, summary: dict[str, object], rss: float, wall: float, base
     assert isinstance(fps, float) and isinstance(lat, dict) and isinstance(c, dict)
     print(f"{name}")
     print(f"{'  throughput':44s} {fps:9.2f} fps  ({fps / base_fps:.2f}x baseline)")
-    print(f"{'  tiles run per frame (motion gate)':44s} {c['tiles_run'] / max(1, c['frames']):9.1f}")
+    per_frame = c["tiles_run"] / max(1, c["frames"])
+    print(f"{'  tiles or strips run per frame (motion gate)':44s} {per_frame:9.1f}")
     print(f"{'  frames processed / dropped':44s} {c['frames']:9d} / {summary['frames_dropped']}")
     print(f"{'  alerts':44s} {summary['alerts']!s:>9s}")
     print(f"{'  alert latency capture->PUBACK p50 / p95':44s} {lat['p50']!s:>9s} / {lat['p95']} ms"

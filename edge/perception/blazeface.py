@@ -8,7 +8,8 @@ Pure numpy, no I/O. Three steps, each after a MediaPipe calculator:
   aspect ratio per cell, plus one when ``interpolated_scale_aspect_ratio`` is
   non-zero.
 * ``decode``: ``TensorsToDetectionsCalculator`` with ``reverse_output_order``
-  (x before y), coordinates divided by the input size, offsets added to the
+  (x before y), coordinates divided by the input size (MediaPipe's x_scale =
+  y_scale = w_scale = h_scale = the square input's side), offsets added to the
   anchor centre; scores clipped to +-100 and passed through a sigmoid.
 * ``weighted_nms``: ``NonMaxSuppressionCalculator`` with the WEIGHTED
   algorithm and IoU overlap: every box overlapping the best remaining one by
@@ -50,11 +51,6 @@ class DecodeOptions:
     min_suppression_threshold: float = 0.3
     max_detections: int = 100
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def scale(self) -> float:
-        # x_scale = y_scale = w_scale = h_scale = input size in MediaPipe's graphs.
-        return float(self.anchors.input_size)
 
     def to_json(self) -> dict[str, Any]:
         a = self.anchors
@@ -113,8 +109,13 @@ FAMILIES: dict[str, DecodeOptions] = {
 }
 
 
-def generate_anchors(opts: AnchorOptions) -> F32:
-    """Anchor centres ``(N, 2)`` as (x, y) in [0, 1], in the model's output order."""
+def generate_anchors(opts: AnchorOptions, input_hw: tuple[int, int] | None = None) -> F32:
+    """Anchor centres ``(N, 2)`` as (x, y) in [0, 1], in the model's output order.
+
+    ``input_hw`` is the input's (height, width) when the model runs at another size
+    than its own square one (``input_size``): the feature maps follow it.
+    """
+    height, width = input_hw or (opts.input_size, opts.input_size)
     out: list[F32] = []
     layer = 0
     n_layers = len(opts.strides)
@@ -126,10 +127,10 @@ def generate_anchors(opts: AnchorOptions) -> F32:
         while last < n_layers and opts.strides[last] == stride:
             last += 1
         repeats = per_layer * (last - layer)
-        fm = math.ceil(opts.input_size / stride)
-        ys, xs = np.meshgrid(np.arange(fm), np.arange(fm), indexing="ij")
+        fm_h, fm_w = math.ceil(height / stride), math.ceil(width / stride)
+        ys, xs = np.meshgrid(np.arange(fm_h), np.arange(fm_w), indexing="ij")
         centres = np.stack(
-            [(xs + opts.anchor_offset_x) / fm, (ys + opts.anchor_offset_y) / fm], axis=-1
+            [(xs + opts.anchor_offset_x) / fm_w, (ys + opts.anchor_offset_y) / fm_h], axis=-1
         ).reshape(-1, 2)
         out.append(np.repeat(centres, repeats, axis=0).astype(np.float32))
         layer = last
@@ -171,17 +172,21 @@ def sigmoid_scores(raw: F32, clip: float) -> F32:
     return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
-def decode(regressors: F32, raw_scores: F32, anchors: F32, opts: DecodeOptions) -> RawDetections:
+def decode(regressors: F32, raw_scores: F32, anchors: F32, opts: DecodeOptions,
+           input_hw: tuple[int, int] | None = None) -> RawDetections:
     """Decode one image's outputs (``(N, 4+2K)`` and ``(N,)`` or ``(N, 1)``).
 
     Returns every box scoring at least ``min_score_thresh``, in normalised
-    model-input coordinates, not yet suppressed.
+    model-input coordinates, not yet suppressed. The regressors are in input pixels:
+    x is divided by the input's width and y by its height (``input_hw``, default the
+    model's square ``input_size``).
     """
     reg = regressors.reshape(anchors.shape[0], -1).astype(np.float32)
     scores = sigmoid_scores(raw_scores.reshape(-1), opts.score_clipping_thresh)
     keep = scores >= opts.min_score_thresh
     reg, anc, scores = reg[keep], anchors[keep], scores[keep]
-    s = np.float32(opts.scale)
+    height, width = input_hw or (opts.anchors.input_size, opts.anchors.input_size)
+    s = np.array([width, height], np.float32)
     centre = reg[:, 0:2] / s + anc
     half = reg[:, 2:4] / s / 2
     boxes = np.concatenate([centre - half, centre + half], axis=1)

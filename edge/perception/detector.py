@@ -1,7 +1,8 @@
 """BlazeFace face detector: image in, ``Detection`` list out (frame pixels).
 
-The image is letterboxed into the square model input (aspect kept, zero
-border, as MediaPipe's ImageToTensorCalculator does), scaled to [-1, 1], run
+The image is letterboxed into the model input (the model's square, or the size
+``set_input_size`` gave: aspect kept, zero border, as MediaPipe's
+ImageToTensorCalculator does), scaled to [-1, 1], run
 through the runtime, decoded with ``blazeface`` and mapped back to the frame.
 Anchor options and thresholds come from the manifest's ``decode`` block, so
 the file and the way it is read travel together; ``DetectorConfig`` may
@@ -10,6 +11,7 @@ override the thresholds.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,25 +45,27 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a frame was placed into the square model input."""
+    """How a frame was placed into the model input."""
 
     scale: float  # model pixels per frame pixel
     pad_x: float
     pad_y: float
-    size: int
+    width: int  # of the model input
+    height: int
 
     def to_frame(self, xy: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Normalised model-input coordinates (..., 2) to frame pixels."""
-        out = xy.astype(np.float32) * np.float32(self.size)
+        out = xy.astype(np.float32) * np.array([self.width, self.height], np.float32)
         out[..., 0] = (out[..., 0] - self.pad_x) / self.scale
         out[..., 1] = (out[..., 1] - self.pad_y) / self.scale
         return out
 
 
 def letterbox(
-    image: RGBImage, size: int, pad_fraction: float = 0.0
+    image: RGBImage, size: int | tuple[int, int], pad_fraction: float = 0.0
 ) -> tuple[npt.NDArray[Any], Letterbox]:
-    """Resize keeping aspect into ``size`` x ``size``, centred, zero border; float [-1, 1].
+    """Resize keeping aspect into ``size`` (a square side, or (height, width)), centred,
+    zero border; float [-1, 1].
 
     ``pad_fraction`` shrinks the image further so that a border of that
     fraction of its longer side surrounds it on every side.
@@ -71,13 +75,16 @@ def letterbox(
     h, w = image.shape[:2]
     if h == 0 or w == 0:
         raise ImageError("empty image")
-    scale = size / (max(h, w) * (1.0 + 2.0 * pad_fraction))
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    pad = 1.0 + 2.0 * pad_fraction
+    scale = min(out_w / (w * pad), out_h / (h * pad))
+    nw, nh = min(out_w, max(1, round(w * scale))), min(out_h, max(1, round(h * scale)))
     resized = _resize(image, nw, nh)
-    px, py = (size - nw) // 2, (size - nh) // 2
-    canvas = np.full((size, size, 3), -1.0, np.float32)  # black after scaling to [-1, 1]
+    px, py = (out_w - nw) // 2, (out_h - nh) // 2
+    canvas = np.full((out_h, out_w, 3), -1.0, np.float32)  # black after scaling to [-1, 1]
     canvas[py : py + nh, px : px + nw] = resized.astype(np.float32) / 127.5 - 1.0
-    return canvas, Letterbox(scale=nw / w, pad_x=float(px), pad_y=float(py), size=size)
+    return canvas, Letterbox(scale=nw / w, pad_x=float(px), pad_y=float(py), width=out_w,
+                             height=out_h)
 
 
 def _resize(image: RGBImage, width: int, height: int) -> RGBImage:
@@ -116,13 +123,36 @@ class BlazeFaceDetector:
         self.model = model
         self.backend = model.backend
         self.model_id = model.model_id
-        self.input_size = decode.anchors.input_size
-        if model.input_shape[1:3] != (self.input_size, self.input_size):
+        size = decode.anchors.input_size
+        if model.input_shape[1:3] != (size, size):
             raise ModelError(
                 f"{model.model_id}: input {model.input_shape} does not match the decode "
-                f"options' input size {self.input_size}"
+                f"options' input size {size}"
             )
+        self.input_hw = (size, size)
         self.anchors = blazeface.generate_anchors(decode.anchors)
+
+    @property
+    def native_size(self) -> int:
+        """The model's own square input side (what the decode options were made for)."""
+        return self.decode_options.anchors.input_size
+
+    @functools.cached_property
+    def input_multiple(self) -> int:
+        """The model's total stride: ``set_input_size`` takes multiples of it."""
+        return self.model.input_multiple()
+
+    def set_input_size(self, height: int, width: int) -> None:
+        """Run at a (height, width) input from now on (CPU only: ``TFLiteModel.resized``).
+
+        Frame pixels per model pixel stay whatever the caller's crops make them; the
+        tiler uses this to cover a wide region in one call at the square tiles' scale.
+        """
+        if (height, width) == self.input_hw:
+            return
+        self.model = self.model.resized(height, width)
+        self.input_hw = (height, width)
+        self.anchors = blazeface.generate_anchors(self.decode_options.anchors, self.input_hw)
 
     @classmethod
     def from_models_dir(
@@ -150,9 +180,9 @@ class BlazeFaceDetector:
 
     def detect_raw(self, image: RGBImage) -> RawDetections:
         """Suppressed detections as arrays in frame pixels (used by tiling)."""
-        tensor, lb = letterbox(image, self.input_size, self.config.pad_fraction)
+        tensor, lb = letterbox(image, self.input_hw, self.config.pad_fraction)
         regressors, scores = self._outputs(tensor)
-        dets = blazeface.decode(regressors, scores, self.anchors, self.decode_options)
+        dets = blazeface.decode(regressors, scores, self.anchors, self.decode_options, self.input_hw)
         dets = blazeface.weighted_nms(
             dets, self.decode_options.min_suppression_threshold, self.config.max_detections
         )

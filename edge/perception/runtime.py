@@ -20,6 +20,7 @@ An interpreter is not thread-safe: open one ``TFLiteModel`` per thread.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -30,7 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.errors import BackendError, EdgeError, InferenceError, ModelMissingError
+from edge.errors import BackendError, EdgeError, InferenceError, ModelHashError, ModelMissingError
+from edge.perception import input_size
 from edge.perception.manifest import Manifest, ModelEntry, verify_edgetpu, verify_entry
 
 log = logging.getLogger(__name__)
@@ -124,14 +126,19 @@ def choose_backend(
     )
 
 
+# Model files rewritten for another input size, by (sha256, height, width).
+_RESIZED: dict[tuple[str, int, int], bytes] = {}
+
+
 class TFLiteModel:
     """A loaded model: float32 batches in, float32 arrays out."""
 
     def __init__(
         self, entry: ModelEntry | None, path: Path, backend: str, reason: str,
-        interpreter: Any,
+        interpreter: Any, num_threads: int = 1,
     ) -> None:
         self.entry = entry
+        self.num_threads = num_threads
         self.model_id = entry.model_id if entry is not None else path.stem
         self.path = path
         self.backend = backend
@@ -151,6 +158,38 @@ class TFLiteModel:
         if names and all(n in by_name for n in names) and len(names) == len(outs):
             outs = [by_name[n] for n in names]
         self._outs = outs
+
+    def input_multiple(self) -> int:
+        """The model's total stride (``input_size.input_multiple``), read from its file."""
+        try:
+            return input_size.input_multiple(self.path.read_bytes())
+        except OSError as e:
+            raise ModelMissingError(f"model file {self.path} cannot be read ({e})") from e
+
+    def resized(self, height: int, width: int) -> TFLiteModel:
+        """This model on the CPU for a ``(1, height, width, C)`` input (``input_size``).
+
+        The file is read again and checked against the manifest's hash before it is
+        rewritten. An Edge TPU model is compiled for one input size: ``BackendError``.
+        """
+        if self.backend != "cpu":
+            raise BackendError(f"{self.model_id} runs on {self.backend}, compiled for "
+                               f"{self.input_shape}; only a CPU model changes its input size")
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise ModelMissingError(f"model file {self.path} cannot be read ({e})") from e
+        digest = hashlib.sha256(data).hexdigest()
+        if self.entry is not None and digest != self.entry.sha256:
+            raise ModelHashError(f"model file {self.path} changed on disk since it was opened")
+        key = (digest, height, width)
+        if key not in _RESIZED:  # every tile worker resizes the same file: rewrite it once
+            _RESIZED[key] = input_size.with_input_size(data, height, width)
+        content = _RESIZED[key]
+        interp = _make_interpreter(self.path, None, self.num_threads, content=content,
+                                   input_shape=(1, height, width, self.input_shape[3]))
+        return TFLiteModel(self.entry, self.path, self.backend,
+                           f"{self.reason}; input {width}x{height}", interp, self.num_threads)
 
     def run(self, x: npt.ArrayLike) -> list[npt.NDArray[np.float32]]:
         """Run a float32 batch ``(N, *input_shape[1:])``; returns one array per output."""
@@ -222,7 +261,7 @@ def open_model(
         interp = _make_interpreter(choice.path, None, num_threads)
     log.info("%s: backend=%s model=%s threads=%d (%s)", family, choice.backend,
              choice.entry.model_id, num_threads, choice.reason)
-    return TFLiteModel(choice.entry, choice.path, choice.backend, choice.reason, interp)
+    return TFLiteModel(choice.entry, choice.path, choice.backend, choice.reason, interp, num_threads)
 
 
 def open_file(
@@ -230,7 +269,7 @@ def open_file(
 ) -> TFLiteModel:
     """Open one file on the CPU as-is, unchecked (benchmarks and model-build checks)."""
     interp = _make_interpreter(path, None, num_threads)
-    return TFLiteModel(entry, path, "cpu", f"file {path.name} opened directly", interp)
+    return TFLiteModel(entry, path, "cpu", f"file {path.name} opened directly", interp, num_threads)
 
 
 def available_cpus() -> int:
@@ -268,14 +307,20 @@ def _refuse(message: str) -> DelegateLoader:
     return loader
 
 
-def _make_interpreter(path: Path, delegates: list[Any] | None, num_threads: int) -> Any:
-    if not path.is_file():
+def _make_interpreter(path: Path, delegates: list[Any] | None, num_threads: int, *,
+                      content: bytes | None = None,
+                      input_shape: tuple[int, ...] | None = None) -> Any:
+    """An allocated interpreter of the file, or of ``content`` (the file rewritten)."""
+    if content is None and not path.is_file():
         raise ModelMissingError(f"model file {path} is missing; rebuild with `make models`")
     module = _interpreter_module()
+    source = {"model_path": str(path)} if content is None else {"model_content": content}
     try:
         interp = module.Interpreter(
-            model_path=str(path), experimental_delegates=delegates, num_threads=num_threads,
+            **source, experimental_delegates=delegates, num_threads=num_threads,
         )
+        if input_shape is not None:
+            interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(input_shape))
         interp.allocate_tensors()
     except (ValueError, RuntimeError, OSError, TypeError, AttributeError) as e:
         # TypeError/AttributeError: a delegate object the runtime cannot use.

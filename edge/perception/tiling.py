@@ -14,6 +14,16 @@ by a tile edge is therefore reported by the tile that sees it whole, not as
 a fragment. Weighted NMS over the kept detections then merges the rare pair
 that straddles a core boundary.
 
+Strips (``layout="strips"``) cover the same region at the same scale with fewer,
+larger model calls: two strips per detector, side by side, as tall as the region
+(up to two tiles; a taller region gets rows), each run as one call of the model
+resized to the strip (``BlazeFaceDetector.set_input_size``: the CPU only, an Edge
+TPU model is compiled for its square). Square tiles read a 540-row walkway twice
+(two rows of 384 overlapping by 228) and every column boundary twice; strips read
+it once but for one overlap per column boundary. The strip's input is rounded up to
+the model's total stride, so a region narrower than one strip is seen up to one
+stride larger; everything else about tiles (cores, gating, merging) holds for strips.
+
 Tiles can be skipped: ``tiles_to_run`` (a predicate) or ``motion_mask`` (a
 boolean frame-sized mask, or any size: it is scaled) select the tiles worth
 running; the pipeline's motion gating plugs in here.
@@ -26,12 +36,13 @@ the detections are the same as one detector's.
 
 from __future__ import annotations
 
+import math
 import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -68,34 +79,67 @@ def _starts(lo: int, hi: int, tile: int, step: int) -> list[int]:
     return [lo + round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
-def plan_tiles(roi: Box, tile_size: int, overlap: int) -> list[Tile]:
-    """Overlapping square tiles over ``roi`` and the core each one owns."""
+def plan_tiles(roi: Box, tile_size: int | tuple[int, int], overlap: int) -> list[Tile]:
+    """Overlapping tiles over ``roi`` and the core each one owns.
+
+    ``tile_size`` is a square's side, or (width, height) in frame pixels.
+    """
     x0, y0, x1, y1 = roi
+    tw, th = (tile_size, tile_size) if isinstance(tile_size, int) else tile_size
     if x1 <= x0 or y1 <= y0:
         raise ConfigError("detector.roi", f"empty region of interest {roi}")
-    if tile_size <= 0 or not 0 <= overlap < tile_size:
+    if min(tw, th) <= 0 or not 0 <= overlap < min(tw, th):
         raise ConfigError(
-            "detector.tile_overlap", f"need 0 <= overlap ({overlap}) < tile size ({tile_size})"
+            "detector.tile_overlap", f"need 0 <= overlap ({overlap}) < tile size ({tw}x{th})"
         )
-    step = tile_size - overlap
-    xs = _starts(x0, x1, tile_size, step)
-    ys = _starts(y0, y1, tile_size, step)
+    xs = _starts(x0, x1, tw, tw - overlap)
+    ys = _starts(y0, y1, th, th - overlap)
 
-    def cores(starts: list[int], lo: int, hi: int) -> list[tuple[int, int]]:
-        ends = [min(s + tile_size, hi) for s in starts]
+    def cores(starts: list[int], lo: int, hi: int, size: int) -> list[tuple[int, int]]:
+        ends = [min(s + size, hi) for s in starts]
         # Boundary between neighbours: the middle of their overlap.
         cuts = [lo] + [(ends[i] + starts[i + 1]) // 2 for i in range(len(starts) - 1)] + [hi]
         return list(pairwise(cuts))
 
-    cx, cy = cores(xs, x0, x1), cores(ys, y0, y1)
+    cx, cy = cores(xs, x0, x1, tw), cores(ys, y0, y1, th)
     return [
         Tile(
             row=r, col=c,
-            box=(xs[c], ys[r], min(xs[c] + tile_size, x1), min(ys[r] + tile_size, y1)),
+            box=(xs[c], ys[r], min(xs[c] + tw, x1), min(ys[r] + th, y1)),
             core=(cx[c][0], cy[r][0], cx[c][1], cy[r][1]),
         )
         for r in range(len(ys)) for c in range(len(xs))
     ]
+
+
+def plan_strips(roi: Box, tile_size: int, overlap: int, columns: int, native: int,
+                multiple: int) -> tuple[list[Tile], tuple[int, int]]:
+    """Strips over ``roi`` at the square tiles' scale, and the model input (height, width).
+
+    ``native`` is the model's own square input (a ``tile_size`` tile is resized to it),
+    ``multiple`` its total stride; ``columns`` the strips wanted side by side, fewer where
+    a strip would be narrower than a tile. Rows are at most two tiles tall. Overlaps are
+    as even as the model's stride lets them be.
+    """
+    x0, y0, x1, y1 = roi
+    if x1 <= x0 or y1 <= y0:
+        raise ConfigError("detector.roi", f"empty region of interest {roi}")
+    scale = native / tile_size  # model pixels per frame pixel
+
+    def split(length: int, count: int) -> int:
+        """The side of ``count`` equal pieces covering ``length`` with the overlap."""
+        return -(-(length + (count - 1) * overlap) // count)
+
+    def model_pixels(frame_pixels: int) -> int:
+        return -(-math.ceil(frame_pixels * scale) // multiple) * multiple
+
+    width, height = x1 - x0, y1 - y0
+    across = max(1, min(columns, -(-(width - overlap) // (tile_size - overlap))))
+    down = max(1, -(-(height - overlap) // (2 * tile_size - overlap)))
+    in_h, in_w = model_pixels(split(height, down)), model_pixels(split(width, across))
+    # The frame area a strip may take at that scale (at least what was asked).
+    size = (int(in_w / scale), int(in_h / scale))
+    return plan_tiles(roi, size, overlap), (in_h, in_w)
 
 
 def tiles_with_motion(
@@ -127,6 +171,15 @@ class RawDetector(Protocol):
 
     def detect_raw(self, image: RGBImage) -> RawDetections: ...
 
+    # For strips only: the model's own square input, its total stride, and a resize.
+    @property
+    def native_size(self) -> int: ...
+
+    @property
+    def input_multiple(self) -> int: ...
+
+    def set_input_size(self, height: int, width: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class TilingConfig:
@@ -135,6 +188,7 @@ class TilingConfig:
     overlap: int = DetectionConfig.overlap
     nms_iou: float = 0.3
     max_detections: int = 100
+    layout: Literal["tiles", "strips"] = "tiles"  # DetectionConfig.tile_layout decides
 
 
 class TiledDetector:
@@ -152,6 +206,7 @@ class TiledDetector:
         self.config = config or TilingConfig()
         self.backend = inners[0].backend
         self.model_id = inners[0].model_id
+        self._inners = inners
         self._free: queue.SimpleQueue[RawDetector] = queue.SimpleQueue()
         for d in inners:
             self._free.put(d)
@@ -165,9 +220,21 @@ class TiledDetector:
         """The tile plan for frames of this (height, width); cached."""
         if self._plan is None or self._plan[0] != frame_shape:
             h, w = frame_shape
-            roi = self.config.roi or (0, 0, w, h)
+            cfg = self.config
+            roi = cfg.roi or (0, 0, w, h)
             roi = (max(0, roi[0]), max(0, roi[1]), min(w, roi[2]), min(h, roi[3]))
-            self._plan = (frame_shape, plan_tiles(roi, self.config.tile_size, self.config.overlap))
+            if cfg.layout == "strips":
+                first = self._inners[0]
+                # Two strips per detector: a frame whose motion is in one part still wakes
+                # work for every detector, and still strips stay asleep.
+                tiles, (in_h, in_w) = plan_strips(
+                    roi, cfg.tile_size, cfg.overlap, 2 * len(self._inners), first.native_size,
+                    first.input_multiple)
+                for d in self._inners:  # no tile runs between frames: all of them are free
+                    d.set_input_size(in_h, in_w)
+            else:
+                tiles = plan_tiles(roi, cfg.tile_size, cfg.overlap)
+            self._plan = (frame_shape, tiles)
         return self._plan[1]
 
     def detect(

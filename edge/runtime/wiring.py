@@ -130,8 +130,12 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
 
     detectors = [open_detector()]
     workers = dc.tile_workers(available_cpus(), detectors[0].backend)
+    layout = dc.tile_layout(detectors[0].backend)
+    # Strips resize the model: one that cannot be resized refuses the start, not the first frame.
+    stride = detectors[0].input_multiple if layout == "strips" else None
     detectors += [open_detector() for _ in range(workers - 1)]
-    log.info("detection: %d tile worker(s), %d thread(s) each", workers, mc.threads)
+    log.info("detection: %s%s, %d worker(s), %d thread(s) each", layout,
+             f" (model stride {stride})" if stride else "", workers, mc.threads)
     embedder = ManifestEmbedder.from_models_dir(
         manifest.models_dir, variant=_variant(mc.embedder_variant), family=mc.embedder,
         delegate_loader=loader, num_threads=mc.threads)
@@ -167,7 +171,8 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
     if watch.active is not None:
         ledger.set_watchlist_size(len(watch.active.matcher))
 
-    finder = TiledDetector(detectors, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap))
+    finder = TiledDetector(detectors, TilingConfig(roi=dc.roi, tile_size=dc.tile, overlap=dc.overlap,
+                                                   layout=layout))
     tc = cfg.tracking
     # One capture thread (below) for every kind: a live source does not start its own.
     source = open_source(cfg.source.kind, cfg.source.target, fps=cfg.source.fps,
