@@ -53,6 +53,28 @@ def test_moving_face_activates_only_its_tiles(testdata: Path) -> None:
     assert m.activity((700, 500, 900, 700)) == 0.0
 
 
+def test_a_strip_wakes_on_as_much_motion_as_a_tile_would(testdata: Path) -> None:
+    rng = np.random.default_rng(2)
+    bg = background(testdata)
+    photo = cv2.imread(str(testdata / "obama.jpg"))
+    assert photo is not None
+    face = cv2.resize(photo[130:420, 350:630], (24, 24))  # a small, distant face
+    tile, strip = (0, 0, 320, 360), (0, 0, 640, 720)
+    plain, windowed = MotionGate((W, H), min_active=0.004), \
+        MotionGate((W, H), min_active=0.004, window=320 * 360)
+    for i in range(8):
+        frame = noisy(bg, rng)
+        x = 100 + 5 * i
+        frame[150:174, x:x + 24] = face
+        a, b = plain.update(frame), windowed.update(frame)
+    assert a.active(tile) and b.active(tile)
+    # Four tiles' area: the share of it that moved is a quarter, below the threshold...
+    assert not a.active(strip)
+    # ...but the same moved pixels in a tile-sized window wake the strip.
+    assert b.active(strip) and b.activity(strip) == b.activity(tile)
+    assert not b.active((640, 0, 1280, 720))
+
+
 def test_lores_grey_input_and_periodic_refresh(testdata: Path) -> None:
     bg = background(testdata)
     lores = to_lores_grey(bg, 320)

@@ -48,9 +48,13 @@ class MotionMap:
     scale_y: float
     min_active: float
     forced: bool  # first frame or periodic refresh: everything counts as active
+    # Frame pixels of the window that ``min_active`` is a share of (a square tile's area):
+    # a larger rectangle (a strip) wakes on as many moved pixels as that window would.
+    window: float | None = None
 
     def activity(self, box: Box) -> float:
-        """Fraction of the rectangle's lores pixels that moved (1.0 when forced)."""
+        """Share of the rectangle's lores pixels that moved, or of ``window`` if that is
+        smaller (1.0 when forced)."""
         if self.forced:
             return 1.0
         h, w = self.integral.shape[0] - 1, self.integral.shape[1] - 1
@@ -58,12 +62,14 @@ class MotionMap:
         y0 = min(max(int(np.floor(box[1] * self.scale_y)), 0), h)
         x1 = min(max(int(np.ceil(box[2] * self.scale_x)), 0), w)
         y1 = min(max(int(np.ceil(box[3] * self.scale_y)), 0), h)
-        area = (x1 - x0) * (y1 - y0)
+        area = float((x1 - x0) * (y1 - y0))
         if area <= 0:
             return 0.0
+        if self.window is not None:
+            area = min(area, max(1.0, self.window * self.scale_x * self.scale_y))
         ii = self.integral
         moved = int(ii[y1, x1]) - int(ii[y0, x1]) - int(ii[y1, x0]) + int(ii[y0, x0])
-        return float(moved / area)
+        return min(1.0, moved / area)
 
     def active(self, box: Box) -> bool:
         return self.forced or self.activity(box) >= self.min_active
@@ -80,7 +86,8 @@ class MotionGate:
     """Frame differencing against a running background on a lores grey image.
 
     ``threshold`` is the grey-level change that counts as motion; ``min_active`` the
-    fraction of a tile's pixels that must move for the tile to be worth detecting on.
+    fraction of a tile's pixels that must move for the tile to be worth detecting on,
+    or of ``window`` frame pixels where the tile is larger than that (``MotionMap``).
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class MotionGate:
         alpha: float = 0.1,
         alpha_slow: float = 0.01,
         refresh_every: int = 0,
+        window: float | None = None,
     ) -> None:
         self.frame_w, self.frame_h = frame_size
         self.lores_width = lores_width
@@ -101,6 +109,7 @@ class MotionGate:
         self.alpha = alpha
         self.alpha_slow = alpha_slow
         self.refresh_every = refresh_every
+        self.window = window
         self._background: npt.NDArray[np.float32] | None = None
         self._count = 0
         self._kernel = np.ones((3, 3), np.uint8)
@@ -121,7 +130,8 @@ class MotionGate:
         if self._background is None or self._background.shape != current.shape:
             self._background = current
             empty = np.zeros((h + 1, w + 1), np.int32)
-            return MotionMap(empty, scale_x, scale_y, self.min_active, forced=True)
+            return MotionMap(empty, scale_x, scale_y, self.min_active, forced=True,
+                             window=self.window)
         diff = cv2.absdiff(current, self._background)
         moving = (diff > self.threshold).astype(np.uint8)
         moving = np.asarray(cv2.dilate(moving, self._kernel), np.uint8)
@@ -130,4 +140,5 @@ class MotionGate:
         cv2.accumulateWeighted(current, self._background, self.alpha_slow)
         integral = np.asarray(cv2.integral(moving, sdepth=cv2.CV_32S), np.int32)
         forced = self.refresh_every > 0 and self._count % self.refresh_every == 0
-        return MotionMap(integral, scale_x, scale_y, self.min_active, forced=forced)
+        return MotionMap(integral, scale_x, scale_y, self.min_active, forced=forced,
+                         window=self.window)

@@ -184,7 +184,9 @@ def build_device(cfg: Config, clock: Callable[[], datetime], *, on_message: Mess
                               lossless=lossless, upstream_dropped=lambda: source.dropped)
     motion: Callable[[tuple[int, int]], MotionGate] | None = None
     if dc.motion:
-        motion = functools.partial(MotionGate, min_active=dc.motion_threshold)
+        # The threshold is a share of a square tile, for strips too (see MotionMap.window).
+        motion = functools.partial(MotionGate, min_active=dc.motion_threshold,
+                                   window=float(dc.tile * dc.tile))
     parts = RecognizerParts(
         finder=finder, aligner=embedder.aligner(), embedder=embedder, quality=face_quality,
         tracker=IoUTracker(iou=tc.iou, max_missed=tc.max_missed),
