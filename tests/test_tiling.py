@@ -197,6 +197,8 @@ def test_strips_find_what_tiles_find(detector: BlazeFaceDetector, testdata: Path
                                              delegate_loader=no_tpu) for _ in range(2)]
     strips = TiledDetector(own, TilingConfig(roi=roi, layout="strips"))
     try:
+        # With an ROI the models are resized before the first frame.
+        assert own[0].input_hw == own[1].input_hw == (288, 288)
         found = strips.detect(frame)
         plan = strips.tiles((H, W))
         assert strips.last_tiles_run == len(plan) == 4  # against 14 squares

@@ -215,6 +215,23 @@ class TiledDetector:
             if len(inners) > 1 else None
         self._plan: tuple[tuple[int, int], list[Tile]] | None = None
         self.last_tiles_run = 0  # for the pipeline's counters
+        if self.config.layout == "strips" and self.config.roi is not None:
+            # Resizing the models takes a few hundred ms: done now, not on the first frame
+            # (a live camera would drop frames meanwhile). An ROI inside the frame fixes the
+            # plan whatever the frame's size; otherwise the first frame re-plans.
+            self._strips(self.config.roi)
+
+    def _strips(self, roi: Box) -> list[Tile]:
+        """The strips over ``roi``, every detector resized to their input."""
+        first = self._inners[0]
+        # Two strips per detector: a frame whose motion is in one part still wakes
+        # work for every detector, and still strips stay asleep.
+        tiles, (in_h, in_w) = plan_strips(roi, self.config.tile_size, self.config.overlap,
+                                          2 * len(self._inners), first.native_size,
+                                          first.input_multiple)
+        for d in self._inners:  # no tile runs between frames: all of them are free
+            d.set_input_size(in_h, in_w)
+        return tiles
 
     def tiles(self, frame_shape: tuple[int, int]) -> list[Tile]:
         """The tile plan for frames of this (height, width); cached."""
@@ -223,17 +240,8 @@ class TiledDetector:
             cfg = self.config
             roi = cfg.roi or (0, 0, w, h)
             roi = (max(0, roi[0]), max(0, roi[1]), min(w, roi[2]), min(h, roi[3]))
-            if cfg.layout == "strips":
-                first = self._inners[0]
-                # Two strips per detector: a frame whose motion is in one part still wakes
-                # work for every detector, and still strips stay asleep.
-                tiles, (in_h, in_w) = plan_strips(
-                    roi, cfg.tile_size, cfg.overlap, 2 * len(self._inners), first.native_size,
-                    first.input_multiple)
-                for d in self._inners:  # no tile runs between frames: all of them are free
-                    d.set_input_size(in_h, in_w)
-            else:
-                tiles = plan_tiles(roi, cfg.tile_size, cfg.overlap)
+            tiles = self._strips(roi) if cfg.layout == "strips" \
+                else plan_tiles(roi, cfg.tile_size, cfg.overlap)
             self._plan = (frame_shape, tiles)
         return self._plan[1]
 
