@@ -28,9 +28,10 @@ CHIP_MEAN = {"mobileface_v2": 127.5, "mobilefacenet_expo": 127.5, "faceplugin_fr
 OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg")
 OTHERS_ONE_FACE = ("biden.jpg", "astronaut.png", "Tom_Hanks_54745.png")
 # Measured int8-vs-float cosine on these faces; the floors leave room for rounding only.
-# mobileface_v2 (min, mean) 0.9937, 0.9959: its mean floor fails the file built without
-# activation equalisation (0.9948; models/build_mobileface.py).
-INT8_FLOOR = {"mobileface_v2": (0.99, 0.995), "mobilefacenet_expo": (0.95, 0.97),
+# mobileface_v2 (min, mean) 0.9958, 0.9972: its floors fail the file built with min/max
+# activation ranges (0.9937, 0.9959) and the one built without activation equalisation
+# (mean 0.9948; models/build_mobileface.py).
+INT8_FLOOR = {"mobileface_v2": (0.995, 0.9965), "mobilefacenet_expo": (0.95, 0.97),
               "faceplugin_fr": (0.94, 0.97)}
 
 
