@@ -1,6 +1,6 @@
 """``edge run``: the scheduler: threads, timers, signals, the gate, pushed bundles and reviews.
 
-Threads: capture (fills a 2-frame buffer that drops the oldest), processing
+Threads: capture (fills a small buffer, [source] queue, that drops the oldest), processing
 (gate -> recognizer -> ``AlertEmitter`` -> outbox), the MQTT link (its own thread,
 owns paho), and this main thread, which supervises: order gate, bundle
 installs pushed over MQTT, status and stats, systemd watchdog pings, SIGTERM.
