@@ -129,8 +129,12 @@ class BlazeFaceDetector:
                 f"{model.model_id}: input {model.input_shape} does not match the decode "
                 f"options' input size {size}"
             )
-        self.input_hw = (size, size)
         self.anchors = blazeface.generate_anchors(decode.anchors)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The model input's (height, width): its own square, or what ``set_input_size`` set."""
+        return self.model.input_shape[1], self.model.input_shape[2]
 
     @property
     def native_size(self) -> int:
@@ -151,7 +155,6 @@ class BlazeFaceDetector:
         if (height, width) == self.input_hw:
             return
         self.model = self.model.resized(height, width)
-        self.input_hw = (height, width)
         self.anchors = blazeface.generate_anchors(self.decode_options.anchors, self.input_hw)
 
     @classmethod
