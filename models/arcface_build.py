@@ -292,7 +292,6 @@ __all__ = [
     "cosine",
     "face_set",
     "latency",
-    "lp_range",
     "lp_ranges",
     "normalise",
     "op_list",

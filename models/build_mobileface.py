@@ -16,14 +16,14 @@ Steps:
    semantics, raw pixels through the graph's own normalisation) on every
    aligned test face; cosine >= 0.9999 or the build fails;
 4. int8: full integer, per-channel weights, calibrated on augmented aligned
-   test faces (``arcface_build``), every op checked Edge-TPU-mappable, in two
+   test faces (``arcface_build``), every op checked Edge-TPU-mappable, in three
    steps that leave the float32 file as it is:
    - activation equalisation (``equalisation_scales``): one scale per
      activation tensor is what costs most here (its docstring has the
-     measurement), so the
-     channels of every ReLU6 output fed to one convolution, and of every
-     residual stream, are rescaled to even out their ranges, the consumers
-     dividing back (exact in float; checked, or the build fails);
+     measurement), so the channels of every ReLU6 output fed to one
+     convolution, and of every residual stream, are rescaled to even out their
+     ranges, the consumers dividing back (exact in float; checked, or the
+     build fails);
    - empirical bias correction (``weight_bias_correction``, Nagel et al.
      2019): each convolution's bias absorbs the mean error its rounded int8
      weights make on the calibration chips;
@@ -44,12 +44,12 @@ Steps:
    output against its float output on the same int8 input; errors ~1e-4, no
    gain), a percentile instead of the maximum for the equalisation ranges (no
    gain), fewer or more augmented calibration chips under min/max (within the
-   seed-to-seed spread, 0.0005). Not done, measured: the last layer(s)
-   in float on the CPU. On the int8 file before equalisation, the 2048 -> 256
-   fully-connected layer in float took the mean cosine from 0.9949 to 0.9950,
-   the last two blocks with it 0.0006 more (equalisation: 0.0012): the rounding
-   accumulates through the body, not in the head, so the int8 file stays fully
-   integer, every op on the Edge TPU;
+   seed-to-seed spread, 0.0005), the last layer(s) in float on the CPU. On
+   the int8 file before equalisation, the 2048 -> 256 fully-connected layer
+   in float took the mean cosine from 0.9949 to 0.9950, the last two blocks
+   with it 0.0006 more (equalisation: 0.0012): the rounding accumulates
+   through the body, not in the head, so the int8 file stays fully integer,
+   every op on the Edge TPU;
 5. manifest entries (provenance, measured latency) for both files.
 """
 

@@ -186,8 +186,7 @@ class TFLiteModel:
         if key not in _RESIZED:  # every tile worker resizes the same file: rewrite it once
             _RESIZED[key] = input_size.with_input_size(data, height, width)
         content = _RESIZED[key]
-        interp = _make_interpreter(self.path, None, self.num_threads, content=content,
-                                   input_shape=(1, height, width, self.input_shape[3]))
+        interp = _make_interpreter(self.path, None, self.num_threads, content=content)
         return TFLiteModel(self.entry, self.path, self.backend,
                            f"{self.reason}; input {width}x{height}", interp, self.num_threads)
 
@@ -308,8 +307,7 @@ def _refuse(message: str) -> DelegateLoader:
 
 
 def _make_interpreter(path: Path, delegates: list[Any] | None, num_threads: int, *,
-                      content: bytes | None = None,
-                      input_shape: tuple[int, ...] | None = None) -> Any:
+                      content: bytes | None = None) -> Any:
     """An allocated interpreter of the file, or of ``content`` (the file rewritten)."""
     if content is None and not path.is_file():
         raise ModelMissingError(f"model file {path} is missing; rebuild with `make models`")
@@ -319,8 +317,6 @@ def _make_interpreter(path: Path, delegates: list[Any] | None, num_threads: int,
         interp = module.Interpreter(
             **source, experimental_delegates=delegates, num_threads=num_threads,
         )
-        if input_shape is not None:
-            interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(input_shape))
         interp.allocate_tensors()
     except (ValueError, RuntimeError, OSError, TypeError, AttributeError) as e:
         # TypeError/AttributeError: a delegate object the runtime cannot use.
